@@ -1,0 +1,1 @@
+//! ids-producer library.

@@ -1,0 +1,1 @@
+//! Test harness: broker and process helpers for the end-to-end tests.
