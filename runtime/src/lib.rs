@@ -1,1 +1,13 @@
-//! Shared service plumbing.
+//! Service plumbing shared by the IDS Stream binaries: layered configuration
+//! ([`config`]), librdkafka client settings with a passthrough table ([`kafka`]),
+//! logging and OpenTelemetry trace export ([`telemetry`]) and the shutdown
+//! signal ([`shutdown`]). Nothing here knows about flows or models.
+
+pub mod config;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{ConfigError, ConfigValue};
+pub use kafka::{KafkaProperties, KafkaSettings};
+pub use telemetry::{LogFormat, TelemetryGuard, TelemetrySettings};

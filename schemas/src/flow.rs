@@ -130,7 +130,7 @@ pub struct FeatureSpec {
 macro_rules! feature_group {
     (
         $(#[$meta:meta])*
-        $name:ident, $table:ident, $count:ident {
+        $name:ident, $table:ident, $count:ident, $prefix:literal {
             $( $field:ident : $rty:ty => $fty:ident [$($alias:literal),+ $(,)?] ),+ $(,)?
         }
         numeric: $numeric:ident
@@ -179,8 +179,90 @@ macro_rules! feature_group {
                 )+
                 let _ = i;
             }
+
+            /// Reads the group's fields from an Avro datum (fast path, see
+            /// `codec`), reusing this value's string buffers.
+            #[inline]
+            pub(crate) fn avro_read(
+                &mut self,
+                r: &mut crate::codec::wire::Reader<'_>,
+            ) -> Result<(), crate::codec::DecodeError> {
+                // Work on a local copy of the cursor: it stays in registers
+                // across the straight-line field reads.
+                let mut rd = *r;
+                $(
+                    if let Err(f) = crate::codec::wire::AvroField::read_into(&mut self.$field, &mut rd) {
+                        return Err(rd.error(f, concat!($prefix, ".", stringify!($field))));
+                    }
+                )+
+                *r = rd;
+                Ok(())
+            }
+
+            /// Appends the group's fields as an Avro datum (fast path).
+            #[inline]
+            pub(crate) fn avro_write(&self, out: &mut Vec<u8>) {
+                use crate::codec::wire::AvroField;
+                let max = 0 $( + AvroField::max_len(&self.$field) )+;
+                let start = out.len();
+                out.resize(start + max, 0);
+                let mut w = crate::codec::wire::SliceWriter::new(&mut out[start..]);
+                $( AvroField::write(&self.$field, &mut w); )+
+                let written = w.len();
+                out.truncate(start + written);
+            }
+
+            /// Test support: fills every field from raw 64-bit patterns
+            /// (integers truncate, doubles take the bits verbatim so NaN
+            /// payloads and infinities occur, strings cycle through `strings`).
+            #[cfg(test)]
+            pub(crate) fn fill_from_raw(&mut self, raw: &[u64], strings: &[String]) {
+                let mut i = 0usize;
+                $(
+                    crate::flow::test_support::SetRaw::set_raw(
+                        &mut self.$field,
+                        raw[i % raw.len()],
+                        &strings[i % strings.len()],
+                    );
+                    i += 1;
+                )+
+                let _ = i;
+            }
         }
     };
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Builds a field value from raw bits, for property tests.
+    pub(crate) trait SetRaw {
+        fn set_raw(&mut self, raw: u64, s: &str);
+    }
+    impl SetRaw for i32 {
+        fn set_raw(&mut self, raw: u64, _: &str) {
+            *self = raw as i32;
+        }
+    }
+    impl SetRaw for i64 {
+        fn set_raw(&mut self, raw: u64, _: &str) {
+            *self = raw as i64;
+        }
+    }
+    impl SetRaw for f64 {
+        fn set_raw(&mut self, raw: u64, _: &str) {
+            *self = f64::from_bits(raw);
+        }
+    }
+    impl SetRaw for bool {
+        fn set_raw(&mut self, raw: u64, _: &str) {
+            *self = raw & 1 == 1;
+        }
+    }
+    impl SetRaw for String {
+        fn set_raw(&mut self, _: u64, s: &str) {
+            *self = s.to_owned();
+        }
+    }
 }
 
 /// Conversion of a typed feature field to the model's numeric view.
@@ -220,7 +302,7 @@ impl FeatureValue for String {
 
 feature_group! {
     /// The 41 NSL-KDD (KDD Cup 99) connection features, in the dataset's column order.
-    NslKddFeatures, NSL_KDD_FEATURES, NSL_KDD_FEATURE_COUNT {
+    NslKddFeatures, NSL_KDD_FEATURES, NSL_KDD_FEATURE_COUNT, "nsl_kdd" {
         duration: i64 => Long ["duration"],
         protocol_type: String => String ["protocol_type"],
         service: String => String ["service"],
@@ -284,7 +366,7 @@ feature_group! {
     /// layout (destination port first). Names are snake_case versions of the
     /// original column names; the aliases also cover the improved CIC-IDS2017
     /// spellings, so both layouts load into the same struct.
-    CicFeatures, CIC_FEATURES, CIC_FEATURE_COUNT {
+    CicFeatures, CIC_FEATURES, CIC_FEATURE_COUNT, "cic" {
         destination_port: i32 => Int ["Destination Port", "Dst Port"],
         flow_duration: i64 => Long ["Flow Duration"],
         total_fwd_packets: i64 => Long ["Total Fwd Packets", "Total Fwd Packet"],
