@@ -70,6 +70,9 @@ pub(crate) struct ConsumerCtx {
     grace: Duration,
     /// Newly assigned partitions kept paused until the instant given.
     fresh: Mutex<Vec<(i32, Instant)>>,
+    /// Bumped by every rebalance callback: fetch positions may have moved, so
+    /// the pipeline's offset-gap expectations start over.
+    pub rebalance_epoch: AtomicU64,
 }
 
 impl ConsumerCtx {
@@ -79,6 +82,7 @@ impl ConsumerCtx {
             topic,
             grace,
             fresh: Mutex::new(Vec::new()),
+            rebalance_epoch: AtomicU64::new(0),
             revoked: Mutex::new(Vec::new()),
             pending_commit: Mutex::new(Vec::new()),
             txn: TxnState {
@@ -224,6 +228,7 @@ impl ClientContext for ConsumerCtx {
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalance_epoch.fetch_add(1, Ordering::AcqRel);
         match rebalance {
             Rebalance::Assign(tpl) => {
                 self.shared.metrics.rebalance("assign");

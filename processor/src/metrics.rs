@@ -46,6 +46,8 @@ pub struct Metrics {
     pub delivery_failures: Counter,
     /// Offset commits that failed (the batch will be redelivered).
     pub commit_failures: Counter,
+    /// Offsets skipped between consecutive records of a partition.
+    pub offset_gaps: Counter,
     /// Number of partitions currently assigned to this member.
     pub assigned_partitions: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `POST /predict` requests by outcome.
@@ -148,6 +150,12 @@ impl Metrics {
             "Offset commits that failed (the batch is redelivered with identical alerts)",
             commit_failures.clone(),
         );
+        let offset_gaps = Counter::default();
+        registry.register(
+            "ids_processor_offset_gaps",
+            "Offsets skipped between consecutive records of a partition (legitimate after compaction or transaction markers; otherwise records the broker did not return)",
+            offset_gaps.clone(),
+        );
         let assigned_partitions = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         registry.register(
             "ids_processor_assigned_partitions",
@@ -185,6 +193,7 @@ impl Metrics {
             transaction_aborts,
             delivery_failures,
             commit_failures,
+            offset_gaps,
             assigned_partitions,
             predict_requests,
         }

@@ -102,6 +102,8 @@ pub(crate) fn run_blocking(deps: PipelineDeps) -> Result<(), ProcessorError> {
             delivery = deps.cfg.delivery.as_str(),
             "subscribed"
         );
+        state.expected.clear();
+        state.expected_epoch = 0;
         let end = batch_loop(&deps, &consumer, &mut producer, &mut state);
         close_consumer(&consumer, &deps.shared);
         match end {
@@ -160,6 +162,13 @@ struct BatchState {
     timestamps: Vec<i64>,
     backoff: Duration,
     last_poll_warning: Option<Instant>,
+    /// Next offset expected per partition, to notice offsets the broker
+    /// skipped. Cleared whenever fetch positions may have moved (rebalance,
+    /// seek, new consumer).
+    expected: Vec<(i32, i64)>,
+    /// The consumer's rebalance epoch `expected` belongs to.
+    expected_epoch: u64,
+    last_gap_warning: Option<Instant>,
 }
 
 impl BatchState {
@@ -184,6 +193,9 @@ impl BatchState {
             timestamps: Vec::with_capacity(n),
             backoff: Duration::ZERO,
             last_poll_warning: None,
+            expected: Vec::new(),
+            expected_epoch: 0,
+            last_gap_warning: None,
         }
     }
 
@@ -276,6 +288,7 @@ fn batch_loop<'c>(
                 "dropped polled records of revoked partitions"
             );
             let dropped = st.parts.clone();
+            st.expected.clear();
             if !dropped.is_empty() && !rewind(consumer, &cfg.flows_topic, &dropped) {
                 batch.clear();
                 return Ok(LoopEnd::RecreateConsumer);
@@ -285,6 +298,7 @@ fn batch_loop<'c>(
             }
         }
 
+        note_offset_gaps(consumer, st, &batch, &deps.shared.metrics);
         match process_batch(deps, consumer, producer, st, &batch, started) {
             Ok(()) => {
                 st.backoff = Duration::ZERO;
@@ -306,11 +320,55 @@ fn batch_loop<'c>(
                 }
                 let parts = st.parts.clone();
                 batch.clear();
+                st.expected.clear();
                 if !rewind(consumer, &cfg.flows_topic, &parts) {
                     return Ok(LoopEnd::RecreateConsumer);
                 }
                 sleep_unless_cancelled(st.backoff, &deps.shutdown);
             }
+        }
+    }
+}
+
+/// Counts (and reports, rate-limited) offsets skipped between consecutive
+/// records of a partition. Gaps are legitimate after compaction or around
+/// transaction markers; anywhere else they are records the broker did not
+/// return, which at-least-once processing cannot see otherwise. No allocation
+/// once every partition has been seen.
+fn note_offset_gaps(
+    consumer: &Consumer_,
+    st: &mut BatchState,
+    batch: &[BorrowedMessage<'_>],
+    metrics: &crate::metrics::Metrics,
+) {
+    let epoch = consumer.context().rebalance_epoch.load(Ordering::Acquire);
+    if epoch != st.expected_epoch {
+        st.expected.clear();
+        st.expected_epoch = epoch;
+    }
+    for m in batch {
+        let (partition, offset) = (m.partition(), m.offset());
+        match st.expected.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, next)) => {
+                if offset > *next {
+                    metrics.offset_gaps.inc_by((offset - *next) as u64);
+                    let now = Instant::now();
+                    if st
+                        .last_gap_warning
+                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
+                    {
+                        st.last_gap_warning = Some(now);
+                        warn!(
+                            partition,
+                            expected = *next,
+                            got = offset,
+                            "offset gap in the flows topic: records between were not returned by the broker (expected after compaction or transaction markers; repeats are suppressed for 10 s)"
+                        );
+                    }
+                }
+                *next = offset + 1;
+            }
+            None => st.expected.push((partition, offset + 1)),
         }
     }
 }
@@ -393,6 +451,7 @@ fn start_due_partitions(consumer: &Consumer_, topic: &str, st: &mut BatchState) 
         warn!(error = %e, "resuming new partitions failed");
         return false;
     }
+    st.expected.clear();
     let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
     info!(partitions = ?parts, "new partitions started after the handover grace period");
     true

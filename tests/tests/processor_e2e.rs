@@ -263,7 +263,7 @@ async fn scale_one_three_one_exactly_one_verdict() -> anyhow::Result<()> {
 ///    flow without a verdict; duplicates are reported, at most one in-flight
 ///    batch per kill, and byte-identical to the first copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky on Tansu 0.6.0: some runs miss 2-4 verdicts after a kill; cause not yet found (processor or broker). Run with --ignored"]
+#[ignore = "flaky on Tansu 0.6.0: some runs miss 1-4 verdicts after a kill (no offset gap seen by the processors) or exceed the duplicate bound; see README. Run with --ignored"]
 async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
@@ -299,6 +299,13 @@ async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> an
     wait_exit_ok(&mut prod, Duration::from_secs(120)).await;
     let (_, report) = collect_verdicts(&brokers, N, Duration::from_secs(150)).await?;
     eprintln!("kill -9 x3: {}", report.summary());
+    // Offset gaps the surviving processors saw in `flows` (records the broker
+    // did not return): tells a broker-side skip from a lost verdict.
+    for p in [&steady, &victim] {
+        for line in p.log().lines().filter(|l| l.contains("offset gap")) {
+            eprintln!("{}: {line}", p.name());
+        }
+    }
     assert!(report.missing.is_empty(), "{}", report.summary());
     assert_eq!(report.unknown, 0);
     assert!(
