@@ -24,7 +24,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ids_models::artifact::ModelArtifact;
 use ids_models::features::{Encoder, MAX_FEATURES};
 use ids_models::inference::Classifier;
-use ids_schemas::alert::{alert_timestamp_ms, event_id, AlertEncoder, AlertFields, AlertFormat};
+use ids_processor::alert::{alert_fields, SourceRecord};
+use ids_schemas::alert::{event_id, AlertEncoder, AlertFormat};
 use ids_schemas::{FlowCodec, FlowRecord};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -168,33 +169,14 @@ fn bench_step(c: &mut Criterion, shapes: &[Shape]) {
                         let v = clf.classify(&rec).expect("classify");
                         let offset = offset as i64;
                         let id = event_id(TOPIC, 0, offset, clf.model_id());
-                        let fields = AlertFields {
-                            timestamp_ms: alert_timestamp_ms(
-                                rec.event_time,
-                                Some(1_700_000_000_000),
-                            ),
-                            event_id: &id,
-                            class_name: clf.class_name(v.class),
-                            attack: clf.is_attack(v.class),
-                            confidence: v.confidence,
-                            severity: clf.severity(&v),
-                            model_id: clf.model_id(),
-                            model_version: clf.model_version(),
-                            model_name: clf.model_name(),
-                            flow_id: rec.flow_id.as_deref(),
-                            label: rec.label.as_deref(),
-                            source_dataset: rec.source,
-                            src_ip: rec.src_ip.as_deref(),
-                            src_port: rec.src_port,
-                            dst_ip: rec.dst_ip.as_deref(),
-                            dst_port: rec.dst_port,
-                            transport: rec.transport.as_deref(),
-                            trace_id_hex: None,
-                            kafka_topic: TOPIC,
-                            kafka_partition: 0,
-                            kafka_offset: offset,
-                            kafka_key: None,
+                        let source = SourceRecord {
+                            topic: TOPIC,
+                            partition: 0,
+                            offset,
+                            timestamp_ms: Some(1_700_000_000_000),
+                            key: None,
                         };
+                        let fields = alert_fields(&rec, &v, &clf, source, &id, None);
                         buf.clear();
                         json.encode(&fields, &mut buf).expect("encode");
                         black_box(&buf);

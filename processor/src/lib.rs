@@ -18,6 +18,7 @@
 //! The binary (`ids-processor`) only parses configuration and calls [`run`];
 //! the demo and the tests drive the same function.
 
+pub mod alert;
 pub mod config;
 mod http;
 mod kafka;

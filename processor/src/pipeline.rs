@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ids_models::inference::{Classifier, Verdict};
-use ids_schemas::alert::{alert_timestamp_ms, event_id, AlertEncoder, AlertFields, AlertFormat};
+use ids_schemas::alert::{event_id, AlertEncoder, AlertFormat};
 use ids_schemas::codec::FlowCodec;
 use ids_schemas::headers;
 use ids_schemas::trace_context::TraceParent;
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::alert::{alert_fields, SourceRecord};
 use crate::config::{AlertFormatOption, Delivery, ProcessorConfig};
 use crate::kafka::{consumer_config, create_producer, ConsumerCtx, ProducerCtx, Shared};
 use crate::otel;
@@ -599,7 +600,6 @@ fn process_batch(
                 m,
                 &st.records[j],
                 &verdict,
-                attack,
                 tracing_on.then_some(&batch_span),
             );
             match res {
@@ -868,7 +868,6 @@ fn emit_alert(
     m: &BorrowedMessage<'_>,
     rec: &FlowRecord,
     verdict: &Verdict,
-    attack: bool,
     batch_span: Option<&tracing::Span>,
 ) -> Result<bool, KafkaError> {
     let cfg = &deps.cfg;
@@ -880,35 +879,16 @@ fn emit_alert(
     let trace_id_hex = incoming
         .as_ref()
         .map(|tp| tp.trace_id_hex_into(&mut hex) as &str);
-    // @timestamp: the flow's event time, else the record's Kafka timestamp
-    // (never the processing time, so that a redelivery is identical).
-    let timestamp_ms = alert_timestamp_ms(rec.event_time, m.timestamp().to_millis());
     let key = m.key().or(rec.flow_id.as_deref().map(str::as_bytes));
     let key_text = m.key().map(String::from_utf8_lossy);
-    let fields = AlertFields {
-        timestamp_ms,
-        event_id: &id,
-        class_name: classifier.class_name(verdict.class),
-        attack,
-        confidence: verdict.confidence,
-        severity: classifier.severity(verdict),
-        model_id: classifier.model_id(),
-        model_version: classifier.model_version(),
-        model_name: classifier.model_name(),
-        flow_id: rec.flow_id.as_deref(),
-        label: rec.label.as_deref(),
-        source_dataset: rec.source,
-        src_ip: rec.src_ip.as_deref(),
-        src_port: rec.src_port,
-        dst_ip: rec.dst_ip.as_deref(),
-        dst_port: rec.dst_port,
-        transport: rec.transport.as_deref(),
-        trace_id_hex,
-        kafka_topic: topic,
-        kafka_partition: m.partition(),
-        kafka_offset: m.offset(),
-        kafka_key: key_text.as_deref(),
+    let source = SourceRecord {
+        topic,
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: key_text.as_deref(),
     };
+    let fields = alert_fields(rec, verdict, classifier, source, &id, trace_id_hex);
     buf.clear();
     if let Err(e) = encoder.encode(&fields, buf) {
         warn!(error = %e, partition = m.partition(), offset = m.offset(), "alert could not be encoded");
