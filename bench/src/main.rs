@@ -16,12 +16,17 @@
 //!   output record, like the passthrough. The rate is measured over the steady
 //!   window: from the first output record seen to the N-th (group join and
 //!   model load excluded; polled every 20 ms).
-//! * `--latency`: a fixed produce rate while the processor binary runs;
-//!   end-to-end latency from the moment each flow is handed to the producer
-//!   (its produce timestamp) to the moment its alert is read from the alerts
-//!   topic.
+//! * `--latency`: a fixed produce rate (flows keyed by flow id, as
+//!   ids-producer keys them) through the raw passthrough and through the
+//!   processor binary (scenarios `passthrough` and `off`), each run on a fresh
+//!   broker when the bench starts its own; end-to-end latency from the moment
+//!   each flow is handed to the producer (its produce timestamp) to the
+//!   moment its output record is read, split at the output record's
+//!   timestamp into the two hops. `--kafka` applies to every client on the
+//!   path, the bench's own producer and reader included.
 //! * `--producer`: `ids_producer::run` (dataset file → acknowledged records)
-//!   against a raw produce of the same pre-encoded bytes.
+//!   against a raw produce of the same pre-encoded bytes with the same keys,
+//!   both timed from the creation of their client.
 //!
 //! `IDS_BENCH_DEBUG=1` prints the passthrough's per-batch phase timings
 //! (fill / send / ack wait / commit).
@@ -97,7 +102,8 @@ struct Cli {
     #[arg(long)]
     producer_random: bool,
     /// Extra librdkafka property for the processor (`--kafka` of
-    /// ids-processor) and the passthrough's clients, e.g.
+    /// ids-processor), the passthrough's clients and, in latency mode, the
+    /// bench's paced producer and alerts reader, e.g.
     /// `--kafka fetch.wait.max.ms=10` (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
@@ -161,11 +167,23 @@ async fn run(cli: Cli) -> Result<()> {
                 .to_string())
     );
     println!("model: {}", model_path.display());
-    let tag = format!("{}-{}", std::process::id(), unix_ms() % 1_000_000);
+    let tag = format!("{}-{}", std::process::id(), unix_ms().rem_euclid(1_000_000));
     if cli.producer {
         producer_mode(&cli, &brokers, dataset.as_deref(), &model_path, &tag).await
     } else if cli.latency {
-        latency_mode(&cli, &brokers, dataset.as_deref(), &model_path, &tag).await
+        // Its own broker per run when the bench owns the broker: Tansu's
+        // in-memory engine slows down as it fills (p99 rose from ~35 to ~65 ms
+        // over three runs on one broker), which would rank later runs worse.
+        let fresh_broker = cli.brokers.is_none();
+        drop(_tansu);
+        latency_mode(
+            &cli,
+            (!fresh_broker).then_some(brokers.as_str()),
+            dataset.as_deref(),
+            &model_path,
+            &tag,
+        )
+        .await
     } else {
         throughput_mode(&cli, &brokers, dataset.as_deref(), &model_path, &tag).await
     }
@@ -186,13 +204,6 @@ fn dataset_path(cli: &Cli) -> Result<Option<PathBuf>> {
         return Ok(Some(p));
     }
     Ok(None)
-}
-
-fn unix_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 /// `n` flow records: the dataset's rows in order (cycled when it has fewer),
@@ -312,9 +323,11 @@ fn send_retry(p: &Prod, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Resu
 ///
 /// Not `Producer::flush`: in rdkafka 0.39 it calls `BaseProducer::poll` in
 /// 100 ms slices and that `poll` always sleeps its whole timeout, so a flush
-/// with anything in flight costs at least 100 ms. Polling in 1 ms slices
-/// returns within about a millisecond of the last acknowledgement.
-/// `--passthrough-rdkafka-flush` uses `Producer::flush` like the processor.
+/// with anything in flight costs at least 100 ms. Like the processor, this
+/// kicks librdkafka once (a zero-timeout flush sends what lingers), then
+/// serves delivery reports without blocking and sleeps 0.2 ms in between: a
+/// timed `poll` busy-loops through its last sub-millisecond.
+/// `--passthrough-rdkafka-flush` uses `Producer::flush` instead.
 fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
     if rdkafka_flush {
         loop {
@@ -325,15 +338,23 @@ fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
             }
         }
     } else {
+        match p.flush(Duration::ZERO) {
+            Ok(()) | Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
+            Err(e) => bail!("flush: {e}"),
+        }
         let deadline = Instant::now() + Duration::from_secs(300);
-        while p.in_flight_count() > 0 {
+        loop {
+            p.poll(Duration::ZERO);
+            if p.in_flight_count() == 0 {
+                break;
+            }
             if Instant::now() > deadline {
                 bail!(
                     "{} records not acknowledged after 300 s",
                     p.in_flight_count()
                 );
             }
-            p.poll(Duration::from_millis(1));
+            thread::sleep(Duration::from_micros(200));
         }
     }
     let ctx = p.context();
@@ -356,12 +377,23 @@ fn flush(p: &Prod) -> Result<()> {
     flush_with(p, false)
 }
 
-/// Produces `values` (acknowledged) to `topic`; returns the elapsed time.
-fn produce_all(brokers: &str, topic: &str, values: &[Vec<u8>]) -> Result<Duration> {
-    let p = create_producer(brokers)?;
+/// Produces `values` (acknowledged) to `topic`, each with its key when
+/// `keys` is given; returns the elapsed time. The clock starts before the
+/// producer is created, as it does around `ids_producer::run`, so both sides
+/// of the producer comparison pay the same client start-up: an idempotent
+/// librdkafka producer waits up to 1 s for its producer id (its PID timer
+/// ticks every 500 ms and is not woken when the broker connection comes up).
+fn produce_all(
+    brokers: &str,
+    topic: &str,
+    values: &[Vec<u8>],
+    keys: Option<&[Option<Vec<u8>>]>,
+) -> Result<Duration> {
     let t0 = Instant::now();
+    let p = create_producer(brokers)?;
     for (i, v) in values.iter().enumerate() {
-        send_retry(&p, topic, None, v)?;
+        let key = keys.and_then(|k| k[i].as_deref());
+        send_retry(&p, topic, key, v)?;
         if i % 1024 == 0 {
             p.poll(Duration::ZERO);
         }
@@ -504,7 +536,11 @@ fn passthrough_loop(
             if now >= deadline {
                 break;
             }
-            match consumer.poll((deadline - now).min(slice)) {
+            // Whole milliseconds, as in the processor: rdkafka 0.39
+            // busy-loops through a sub-millisecond rest of a poll timeout.
+            let wait =
+                Duration::from_millis((deadline - now).as_nanos().div_ceil(1_000_000) as u64);
+            match consumer.poll(wait.min(slice)) {
                 Some(Ok(m)) => batch.push(m),
                 Some(Err(e)) => eprintln!("passthrough poll: {e}"),
                 None => {}
@@ -705,7 +741,7 @@ async fn throughput_mode(
     let bytes: usize = values.iter().map(Vec::len).sum();
     let input = format!("bench-flows-{tag}");
     ids_e2e::create_topic(brokers, &input, cli.partitions).await?;
-    let took = produce_all(brokers, &input, &values)?;
+    let took = produce_all(brokers, &input, &values, None)?;
     drop(values);
     println!(
         "pre-loaded {n} flows ({:.0} B avg) into {input} ({} partitions) in {:.2} s",
@@ -891,6 +927,14 @@ async fn throughput_mode(
     Ok(())
 }
 
+/// Wall-clock milliseconds since the Unix epoch (Kafka's timestamp unit).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -899,173 +943,405 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i]
 }
 
+/// One stage under the latency mode: the raw passthrough (a thread of this
+/// process) or the `ids-processor` binary.
+enum LatencyStage {
+    Passthrough {
+        stop: Arc<AtomicBool>,
+        handle: thread::JoinHandle<Result<()>>,
+    },
+    Processor(ProcessorChild),
+}
+
+impl LatencyStage {
+    fn check_alive(&mut self) -> Result<()> {
+        match self {
+            LatencyStage::Passthrough { handle, .. } => {
+                if handle.is_finished() {
+                    bail!("passthrough stopped early");
+                }
+                Ok(())
+            }
+            LatencyStage::Processor(child) => child.check_alive(),
+        }
+    }
+
+    /// Stops the stage; the processor's peak RSS in MiB when it has one.
+    fn stop(self) -> Result<Option<f64>> {
+        match self {
+            LatencyStage::Passthrough { stop, handle } => {
+                stop.store(true, Ordering::Relaxed);
+                handle
+                    .join()
+                    .map_err(|_| anyhow!("passthrough panicked"))??;
+                Ok(None)
+            }
+            LatencyStage::Processor(mut child) => {
+                let rss = vm_hwm_mib(&child.pid());
+                child.stop();
+                Ok(rss)
+            }
+        }
+    }
+}
+
+/// Percentiles of one latency run, in milliseconds.
+struct LatencySample {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    /// p99 of flow produced -> output produced (the output record's CreateTime).
+    first_hop_p99: f64,
+    /// p99 of output produced -> output read.
+    second_hop_p99: f64,
+    rss_mib: Option<f64>,
+}
+
+/// Latency mode: for each scenario (`passthrough` and `off`, the processor
+/// binary without tracing) and run, a fresh input and output topic, a fixed
+/// produce rate, and the time from handing each flow to the producer to
+/// reading its output record.
 async fn latency_mode(
     cli: &Cli,
-    brokers: &str,
+    brokers: Option<&str>,
     dataset: Option<&Path>,
     model: &Path,
     tag: &str,
 ) -> Result<()> {
     let total = (cli.rate * cli.duration as f64).round() as usize;
     let pool = load_records(dataset, model, total.clamp(1, 20_000))?;
+    let scenarios: Vec<&str> = cli
+        .scenarios
+        .iter()
+        .map(String::as_str)
+        .filter(|s| matches!(*s, "passthrough" | "off"))
+        .collect();
+    if scenarios.is_empty() {
+        bail!("the latency mode runs the scenarios passthrough and off; none of them is in --scenarios");
+    }
+    println!(
+        "latency: {} flows/s for {} s per run, {} run(s), scenarios {}, {}",
+        cli.rate,
+        cli.duration,
+        cli.runs,
+        scenarios.join(","),
+        brokers.map_or("a fresh Tansu (memory) per run".to_string(), |b| format!(
+            "broker {b}"
+        ))
+    );
+    println!(
+        "| run | scenario | p50 ms | p99 ms | p999 ms | max ms | p99 flow -> output produced | p99 output produced -> read | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut results: Vec<(&str, Vec<LatencySample>)> =
+        scenarios.iter().map(|s| (*s, Vec::new())).collect();
+    for run in 0..cli.runs {
+        for (scenario, samples) in results.iter_mut() {
+            let fresh = match brokers {
+                Some(_) => None,
+                None => Some(ids_e2e::Tansu::start_memory().context("starting tansu")?),
+            };
+            let b = fresh
+                .as_ref()
+                .map_or_else(|| brokers.unwrap_or_default().to_string(), |t| t.brokers());
+            let s = latency_run(
+                cli,
+                &b,
+                &pool,
+                model,
+                &format!("{scenario}-{run}-{tag}"),
+                scenario,
+            )
+            .await
+            .with_context(|| format!("latency run {run}, scenario {scenario}"))?;
+            drop(fresh);
+            println!(
+                "| {run} | {scenario} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
+                s.p50,
+                s.p99,
+                s.p999,
+                s.max,
+                s.first_hop_p99,
+                s.second_hop_p99,
+                s.rss_mib
+                    .map_or("n/a".to_string(), |m| format!("{m:.1} MiB"))
+            );
+            samples.push(s);
+        }
+    }
+    println!();
+    println!(
+        "medians of {} run(s); rate {} flows/s, batch_size {}, batch_timeout_ms {}, --kafka {:?}",
+        cli.runs, cli.rate, cli.batch_size, cli.batch_timeout_ms, cli.kafka
+    );
+    println!("| scenario | p50 ms | p99 ms | p999 ms | p99 ratio to passthrough |");
+    println!("|---|---|---|---|---|");
+    let mut base_p99: Option<f64> = None;
+    for (scenario, samples) in &results {
+        let mut p50: Vec<f64> = samples.iter().map(|s| s.p50).collect();
+        let mut p99: Vec<f64> = samples.iter().map(|s| s.p99).collect();
+        let mut p999: Vec<f64> = samples.iter().map(|s| s.p999).collect();
+        let m99 = median(&mut p99);
+        if *scenario == "passthrough" {
+            base_p99 = Some(m99);
+        }
+        println!(
+            "| {scenario} | {:.1} | {:.1} | {:.1} | {} |",
+            median(&mut p50),
+            m99,
+            median(&mut p999),
+            base_p99.map_or("n/a".to_string(), |b| format!("{:.2}", m99 / b))
+        );
+    }
+    Ok(())
+}
+
+/// One latency measurement of one scenario.
+async fn latency_run(
+    cli: &Cli,
+    brokers: &str,
+    pool: &[FlowRecord],
+    model: &Path,
+    tag: &str,
+    scenario: &str,
+) -> Result<LatencySample> {
+    let total = (cli.rate * cli.duration as f64).round() as usize;
     let input = format!("bench-lat-flows-{tag}");
-    let output = format!("bench-lat-alerts-{tag}");
+    let output = format!("bench-lat-out-{tag}");
     ids_e2e::create_topic(brokers, &input, cli.partitions).await?;
     ids_e2e::create_topic(brokers, &output, cli.partitions).await?;
     let group = format!("bench-lat-{tag}");
-    let mut child =
-        ProcessorChild::spawn(cli, brokers, model, &input, &output, &group, &[], "latency")?;
+    // The bench's own producer and reader take the same `--kafka` overrides
+    // as the stage under test, so one flag sets e.g. linger.ms or
+    // fetch.wait.max.ms for every client on the path being timed.
+    let extra = kafka_pairs(&cli.kafka)?;
+    let mut stage = match scenario {
+        "passthrough" => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (b, g, i, o, st) = (
+                brokers.to_string(),
+                group.clone(),
+                input.clone(),
+                output.clone(),
+                stop.clone(),
+            );
+            let (bs, bt) = (cli.batch_size, Duration::from_millis(cli.batch_timeout_ms));
+            let (rf, extra) = (cli.passthrough_rdkafka_flush, extra.clone());
+            let handle =
+                thread::spawn(move || passthrough_loop(&b, &g, &i, &o, bs, bt, rf, &extra, &st));
+            LatencyStage::Passthrough { stop, handle }
+        }
+        _ => LatencyStage::Processor(ProcessorChild::spawn(
+            cli,
+            brokers,
+            model,
+            &input,
+            &output,
+            &group,
+            &[],
+            &format!("latency-{tag}"),
+        )?),
+    };
+    let result = latency_measure(
+        cli, brokers, pool, &input, &output, &extra, total, &mut stage,
+    )
+    .await;
+    let rss = stage.stop()?;
+    let mut sample = result?;
+    sample.rss_mib = rss;
+    Ok(sample)
+}
+
+/// Warm-up, paced produce and collection for one latency run.
+#[allow(clippy::too_many_arguments)]
+async fn latency_measure(
+    cli: &Cli,
+    brokers: &str,
+    pool: &[FlowRecord],
+    input: &str,
+    output: &str,
+    extra: &[(String, String)],
+    total: usize,
+    stage: &mut LatencyStage,
+) -> Result<LatencySample> {
     // Warm-up: one flow through, so the group is joined before timing.
     let codec = FlowCodec::new();
-    let producer = create_producer(brokers)?;
+    let producer: Prod = {
+        let mut pc = producer_config(brokers);
+        for (k, v) in extra {
+            pc.set(k, v);
+        }
+        pc.create_with_context(Deliveries::default())?
+    };
     let mut buf = Vec::new();
     codec
         .encode(&pool[0], &mut buf)
         .map_err(|e| anyhow!("encode: {e}"))?;
-    send_retry(&producer, &input, None, &buf)?;
+    send_retry(&producer, input, None, &buf)?;
     flush(&producer)?;
     let mut counter = Counter::new(brokers)?;
     tokio::task::block_in_place(|| {
         wait_output(
             &mut counter,
-            &output,
+            output,
             1,
             Instant::now(),
             Duration::from_secs(60),
-            || child.check_alive(),
+            || stage.check_alive(),
         )
     })?;
-    println!(
-        "processor joined; producing {total} flows at {} flows/s",
-        cli.rate
-    );
 
-    // The reader: assigned (no group join) to every alerts partition.
+    // The reader: assigned (no group join) to every output partition. It
+    // reports ready once it has read the warm-up record, so that its own
+    // start-up (metadata, first fetches) is not counted as latency. It finds
+    // the flow's sequence number in the alert's `ids.flow.id` or, for the
+    // passthrough, in the copied Avro record's flow id.
     let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let reader = {
-        let (b, o, stop) = (brokers.to_string(), output.clone(), stop.clone());
-        let parts = ids_e2e::topic_partitions(brokers, &output)?;
-        thread::spawn(move || -> Result<Vec<(usize, Instant)>> {
-            let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &b)
+        let (b, o, stop) = (brokers.to_string(), output.to_string(), stop.clone());
+        let parts = ids_e2e::topic_partitions(brokers, output)?;
+        let extra = extra.to_vec();
+        thread::spawn(move || -> Result<Vec<(usize, Instant, i64, i64)>> {
+            let mut cc = ClientConfig::new();
+            cc.set("bootstrap.servers", &b)
                 .set("group.id", "ids-bench-latency-reader")
-                .set("enable.auto.commit", "false")
-                .set("fetch.wait.max.ms", "5")
-                .create()?;
+                .set("enable.auto.commit", "false");
+            for (k, v) in &extra {
+                cc.set(k, v);
+            }
+            let c: BaseConsumer = cc.create()?;
             let mut tpl = TopicPartitionList::new();
             for p in parts {
                 tpl.add_partition_offset(&o, p, Offset::Beginning)?;
             }
             c.assign(&tpl)?;
+            let codec = FlowCodec::new();
             let mut seen = Vec::new();
+            let mut ready = Some(ready_tx);
             while !stop.load(Ordering::Relaxed) {
-                if let Some(Ok(m)) = c.poll(Duration::from_millis(20)) {
-                    let at = Instant::now();
-                    let Some(payload) = m.payload() else { continue };
-                    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else {
-                        continue;
-                    };
-                    if let Some(seq) = doc["ids"]["flow"]["id"]
-                        .as_str()
-                        .and_then(|s| s.strip_prefix("lat-"))
-                        .and_then(|s| s.parse::<usize>().ok())
-                    {
-                        seen.push((seq, at));
-                    }
+                let Some(Ok(m)) = c.poll(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let at = Instant::now();
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+                let Some(payload) = m.payload() else { continue };
+                let flow_id = match serde_json::from_slice::<serde_json::Value>(payload) {
+                    Ok(doc) => doc["ids"]["flow"]["id"].as_str().map(str::to_string),
+                    Err(_) => codec.decode(payload).ok().and_then(|r| r.flow_id),
+                };
+                if let Some(seq) = flow_id
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("lat-"))
+                    .and_then(|s| s.parse::<usize>().ok())
+                {
+                    let created = m.timestamp().to_millis().unwrap_or(0);
+                    seen.push((seq, at, created, unix_ms()));
                 }
             }
             Ok(seen)
         })
     };
+    let ready = ready_rx.recv_timeout(Duration::from_secs(60));
+    if ready.is_err() {
+        stop.store(true, Ordering::Relaxed);
+        let _ = reader.join();
+        bail!("the latency reader read nothing from {output} within 60 s");
+    }
 
     // The paced producer (same client settings as ids-producer).
     let period = Duration::from_secs_f64(1.0 / cli.rate);
     let mut sent: Vec<Instant> = Vec::with_capacity(total);
+    let mut sent_unix_ms: Vec<i64> = Vec::with_capacity(total);
     let t0 = Instant::now();
-    tokio::task::block_in_place(|| -> Result<()> {
+    let produced = tokio::task::block_in_place(|| -> Result<()> {
         let mut rec = FlowRecord::default();
         for seq in 0..total {
+            // Sleep, never spin, until the flow is due: a spinning pacer
+            // takes a whole core of this 2-core machine from the broker and
+            // the stage under test. A late wake-up only delays the send, and
+            // the clock starts at the send.
             let due = t0 + period.mul_f64(seq as f64);
-            loop {
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
-                producer.poll(Duration::ZERO);
-                let wait = due - now;
-                if wait > Duration::from_micros(200) {
-                    thread::sleep(wait - Duration::from_micros(100));
-                }
+            let now = Instant::now();
+            if now < due {
+                thread::sleep(due - now);
             }
             rec.clone_from(&pool[seq % pool.len()]);
-            rec.flow_id = Some(format!("lat-{seq}"));
+            let flow_id = format!("lat-{seq}");
             buf.clear();
+            rec.flow_id = Some(flow_id);
             codec
                 .encode(&rec, &mut buf)
                 .map_err(|e| anyhow!("encode: {e}"))?;
+            // Keyed by flow id, as ids-producer does by default: both stages
+            // then key their output the same way (the passthrough copies the
+            // key, the processor keeps the flow's key on its alert).
+            let key = rec.flow_id.as_deref().map(str::as_bytes);
             sent.push(Instant::now());
-            send_retry(&producer, &input, None, &buf)?;
+            sent_unix_ms.push(unix_ms());
+            send_retry(&producer, input, key, &buf)?;
             producer.poll(Duration::ZERO);
         }
         flush(&producer)
-    })?;
+    });
     let produce_secs = t0.elapsed().as_secs_f64();
     // Let the tail arrive.
-    let expect = total as i64 + 1;
-    let tail = tokio::task::block_in_place(|| {
-        wait_output(
-            &mut counter,
-            &output,
-            expect,
-            Instant::now(),
-            Duration::from_secs(60),
-            || child.check_alive(),
-        )
+    let tail = produced.and_then(|()| {
+        tokio::task::block_in_place(|| {
+            wait_output(
+                &mut counter,
+                output,
+                total as i64 + 1,
+                Instant::now(),
+                Duration::from_secs(60),
+                || stage.check_alive(),
+            )
+        })
     });
     thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let seen = reader
         .join()
         .map_err(|_| anyhow!("latency reader panicked"))??;
-    let rss = vm_hwm_mib(&child.pid());
-    child.stop();
     tail?;
+    // Besides the whole latency, split it at the output record's Kafka
+    // timestamp (CreateTime, set by the stage when it produces; wall clock,
+    // so millisecond resolution): flow produced -> output produced (the flows
+    // hop plus the stage) and output produced -> output read.
     let mut lat: Vec<f64> = Vec::with_capacity(seen.len());
+    let mut first_hop: Vec<f64> = Vec::with_capacity(seen.len());
+    let mut second_hop: Vec<f64> = Vec::with_capacity(seen.len());
     let mut got = vec![false; total];
-    for (seq, at) in seen {
+    for (seq, at, created, read) in seen {
         if seq < total && !got[seq] {
             got[seq] = true;
             lat.push(at.duration_since(sent[seq]).as_secs_f64() * 1e3);
+            first_hop.push((created - sent_unix_ms[seq]) as f64);
+            second_hop.push((read - created) as f64);
         }
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "produced {total} flows in {produce_secs:.2} s ({:.0} flows/s); {} alerts matched",
-        total as f64 / produce_secs,
-        lat.len()
-    );
-    println!(
-        "| rate | batch_size | batch_timeout_ms | p50 ms | p99 ms | p999 ms | max ms | processor peak RSS |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
-        cli.rate,
-        cli.batch_size,
-        cli.batch_timeout_ms,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 0.999),
-        lat.last().copied().unwrap_or(f64::NAN),
-        rss.map_or("n/a".to_string(), |m| format!("{m:.1} MiB"))
-    );
     if lat.len() < total {
-        println!(
-            "WARNING: {} flows without a matched alert",
-            total - lat.len()
+        bail!(
+            "{} of {total} flows without a matched output record (produced at {:.0} flows/s)",
+            total - lat.len(),
+            total as f64 / produce_secs
         );
     }
-    Ok(())
+    for v in [&mut lat, &mut first_hop, &mut second_hop] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    Ok(LatencySample {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        p999: percentile(&lat, 0.999),
+        max: lat.last().copied().unwrap_or(f64::NAN),
+        first_hop_p99: percentile(&first_hop, 0.99),
+        second_hop_p99: percentile(&second_hop, 0.99),
+        rss_mib: None,
+    })
 }
 
 async fn producer_mode(
@@ -1077,10 +1353,31 @@ async fn producer_mode(
 ) -> Result<()> {
     let n = cli.flows;
     let t0 = Instant::now();
-    let records = load_records(dataset, model, n)?;
+    let mut records = load_records(dataset, model, n)?;
     let t_load = t0.elapsed().as_secs_f64();
+    // The raw produce sends what ids-producer sends: the same records with
+    // the flow ids it assigns (`<file>#<line>`, exact for NSL-KDD's
+    // header-less files; `synthetic#<n>` without a dataset) and the keys of its
+    // default key mode, so both spread over the partitions alike.
+    let name = dataset
+        .and_then(Path::file_name)
+        .map_or("synthetic".to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        });
+    for (i, r) in records.iter_mut().enumerate() {
+        r.flow_id = Some(format!("{name}#{}", i + 1));
+    }
+    let key_mode = ids_producer::ProducerConfig::default().key;
+    let keys: Vec<Option<Vec<u8>>> = records
+        .iter()
+        .map(|r| {
+            let mut buf = [0u8; 16];
+            ids_producer::record_key(key_mode, r, &mut buf).map(<[u8]>::to_vec)
+        })
+        .collect();
+    let t_enc0 = Instant::now();
     let values = encode_all(&records)?;
-    let t_enc = t0.elapsed().as_secs_f64() - t_load;
+    let t_enc = t_enc0.elapsed().as_secs_f64();
     drop(records);
     println!(
         "reading + parsing {n} flows: {:.2} s ({:.1} µs/flow); Avro encoding: {:.3} s ({:.2} µs/flow); one thread",
@@ -1103,6 +1400,8 @@ async fn producer_mode(
             dataset: Some(dataset.map_or("synthetic".to_string(), |p| p.display().to_string())),
             model_path: model.to_path_buf(),
             limit: Some(n as u64),
+            // Cycle the file when N exceeds its rows, as load_records does.
+            r#loop: true,
             progress: false,
             mode: if cli.producer_random {
                 ids_producer::Mode::Random
@@ -1120,7 +1419,8 @@ async fn producer_mode(
             bail!("producer acknowledged {} of {n}", summary.acknowledged);
         }
         let r_secs =
-            tokio::task::block_in_place(|| produce_all(brokers, &t_raw, &values))?.as_secs_f64();
+            tokio::task::block_in_place(|| produce_all(brokers, &t_raw, &values, Some(&keys)))?
+                .as_secs_f64();
         let (p, r) = (n as f64 / p_secs, n as f64 / r_secs);
         println!(
             "run {run} ids-producer {p:>9.0} flows/s (own figure {:.0})  raw {r:>9.0} flows/s  ratio {:.3}",
@@ -1132,6 +1432,7 @@ async fn producer_mode(
         ratio.push(p / r);
     }
     println!();
+    println!("medians of {} run(s), {n} flows each", cli.runs);
     println!("| producer median flows/s | raw produce median flows/s | median ratio |");
     println!("|---|---|---|");
     println!(

@@ -108,7 +108,9 @@ pub struct ProcessorConfig {
     pub emit_benign: bool,
     /// Maximum records per batch.
     pub batch_size: usize,
-    /// Maximum time to wait for a batch to fill, in milliseconds.
+    /// Maximum time to wait for a batch to fill, in milliseconds, counted
+    /// from its first record. Records already fetched are taken even past it
+    /// (up to `batch_size`), so 0 means "whatever has arrived, no waiting".
     pub batch_timeout_ms: u64,
     /// Prefix of the producer's `transactional.id` (exactly_once only); the
     /// suffix is `group_instance_id` when set, else a random one.
@@ -217,8 +219,11 @@ impl ProcessorConfig {
                 "must be at most 600000",
             ));
         }
-        if self.batch_timeout_ms == 0 {
-            return Err(InvalidConfig::new("batch_timeout_ms", "must be at least 1"));
+        if self.batch_timeout_ms > 600_000 {
+            return Err(InvalidConfig::new(
+                "batch_timeout_ms",
+                "must be at most 600000",
+            ));
         }
         self.http_socket_addr()?;
         if self.model_path.as_os_str().is_empty() {

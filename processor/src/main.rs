@@ -66,7 +66,9 @@ struct Cli {
     /// Maximum records per batch [default: 500].
     #[arg(long, value_name = "N")]
     batch_size: Option<u64>,
-    /// Maximum wait for a batch to fill, in milliseconds [default: 100].
+    /// Maximum wait for a batch to fill, in milliseconds, from its first
+    /// record; already-fetched records are taken even past it, so 0 means
+    /// "whatever has arrived" [default: 100].
     #[arg(long, value_name = "MS")]
     batch_timeout_ms: Option<u64>,
     /// Pause a newly assigned partition this long, then start it from the

@@ -50,6 +50,8 @@ pub enum ProducerError {
     Model(String),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error("topic {topic:?}: {message}")]
+    Topic { topic: String, message: String },
     #[error("encoding a flow record: {0}")]
     Encode(String),
     #[error("producer task failed: {0}")]
@@ -205,8 +207,14 @@ impl Pacer {
     }
 }
 
-/// Kafka record key of a flow, written into `buf`.
-fn record_key<'a>(mode: KeyMode, rec: &'a FlowRecord, buf: &'a mut [u8; 16]) -> Option<&'a [u8]> {
+/// Kafka record key of a flow under `mode`, written into `buf` when it is
+/// the 5-tuple hash. Public so that a benchmark can key the same records the
+/// same way without running the producer.
+pub fn record_key<'a>(
+    mode: KeyMode,
+    rec: &'a FlowRecord,
+    buf: &'a mut [u8; 16],
+) -> Option<&'a [u8]> {
     match mode {
         KeyMode::None => None,
         KeyMode::FlowId => rec.flow_id.as_deref().map(str::as_bytes),
@@ -347,6 +355,7 @@ fn run_blocking(
             stats: stats.clone(),
         })?;
 
+    check_topic(&producer, &cfg.flows_topic)?;
     let mut source = open_source(cfg)?;
     tracing::info!(
         source = %source.describe(),
@@ -513,6 +522,50 @@ fn run_blocking(
     };
     drop(producer);
     Ok(summary)
+}
+
+/// How long [`check_topic`] waits for the cluster's answer.
+const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the cluster for the topic's metadata before the first record.
+///
+/// A missing topic is then one clear error at start-up instead of every
+/// record failing with UnknownTopicOrPartition after `message.timeout.ms`
+/// (the processor's deployments create topics; this producer does not).
+/// It also brings the connection up before the clock starts.
+fn check_topic(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    topic: &str,
+) -> Result<(), ProducerError> {
+    let err = |message: String| ProducerError::Topic {
+        topic: topic.to_string(),
+        message,
+    };
+    let md = match producer
+        .client()
+        .fetch_metadata(Some(topic), TOPIC_CHECK_TIMEOUT)
+    {
+        Ok(md) => md,
+        Err(e) => {
+            // Unreachable for now: not fatal, librdkafka keeps trying and
+            // fails each record after message.timeout.ms, which is counted.
+            tracing::warn!(topic, error = %e, "could not read the topic's metadata; producing anyway");
+            return Ok(());
+        }
+    };
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Err(err("not in the metadata response".into()));
+    };
+    match t.error().map(rdkafka::error::RDKafkaErrorCode::from) {
+        None => {}
+        Some(code @ rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            return Err(err(format!("{code} (create it first; see the README)")));
+        }
+        // Transient (e.g. a leader election, or a topic the broker is
+        // auto-creating): librdkafka retries on its own.
+        Some(code) => tracing::warn!(topic, error = %code, "topic metadata not ready yet"),
+    }
+    Ok(())
 }
 
 fn progress_bar(cfg: &ProducerConfig, source: &Source) -> Option<indicatif::ProgressBar> {

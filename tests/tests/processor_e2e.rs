@@ -263,7 +263,6 @@ async fn scale_one_three_one_exactly_one_verdict() -> anyhow::Result<()> {
 ///    flow without a verdict; duplicates are reported, at most one in-flight
 ///    batch per kill, and byte-identical to the first copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky on Tansu 0.6.0: some runs miss 1-4 verdicts after a kill (no offset gap seen by the processors) or exceed the duplicate bound; see README. Run with --ignored"]
 async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
@@ -277,10 +276,18 @@ async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> an
     topics(&brokers, 6).await?;
     let group = ids_e2e::fresh_group("e2e-kill");
 
+    // Debug logs of the batch loop (each committed batch's offsets), kept for
+    // every processor including the killed ones, to explain a missing verdict.
+    let debug_log = |env: &ProcessorEnv| {
+        let mut vars = env.as_env();
+        vars.push(("RUST_LOG", "info,ids_processor::pipeline=debug"));
+        spawn_processor(&brokers, &[], &vars)
+    };
     let steady_env = ProcessorEnv::new(&group, &model, BATCH)?;
-    let mut steady = processor(&brokers, &steady_env)?;
+    let mut steady = debug_log(&steady_env)?;
     let victim_env = ProcessorEnv::new(&group, &model, BATCH)?;
-    let mut victim = processor(&brokers, &victim_env)?;
+    let mut victim = debug_log(&victim_env)?;
+    let mut killed: Vec<Proc> = Vec::new();
     wait_ready(&steady_env.http_addr, Duration::from_secs(60)).await?;
     wait_ready(&victim_env.http_addr, Duration::from_secs(60)).await?;
     eprintln!("processors ready at {:?}", started.elapsed());
@@ -291,7 +298,7 @@ async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> an
         tokio::time::sleep(Duration::from_secs(3)).await;
         victim.kill9();
         eprintln!("kill -9 #{} at {:?}", round + 1, started.elapsed());
-        victim = processor(&brokers, &victim_env)?;
+        killed.push(std::mem::replace(&mut victim, debug_log(&victim_env)?));
         wait_ready(&victim_env.http_addr, Duration::from_secs(60)).await?;
         eprintln!("restarted processor ready at {:?}", started.elapsed());
     }
@@ -305,6 +312,14 @@ async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> an
         for line in p.log().lines().filter(|l| l.contains("offset gap")) {
             eprintln!("{}: {line}", p.name());
         }
+    }
+    if !report.missing.is_empty() {
+        let mut logs = vec![("steady".to_string(), steady.log())];
+        for (i, p) in killed.iter().enumerate() {
+            logs.push((format!("victim #{i} (killed)"), p.log()));
+        }
+        logs.push(("victim (last)".to_string(), victim.log()));
+        explain_missing(&report.missing, &logs);
     }
     assert!(report.missing.is_empty(), "{}", report.summary());
     assert_eq!(report.unknown, 0);
@@ -322,6 +337,41 @@ async fn kill_dash_nine_three_times_nothing_missing_duplicates_identical() -> an
     terminate_ok(&mut victim);
     eprintln!("test 3 took {:?}", started.elapsed());
     Ok(())
+}
+
+/// Prints, for each flow without a verdict, the processors' log lines about
+/// its partition: committed batches whose offsets are near it, and the
+/// assignment, revocation, rewind and gap lines.
+fn explain_missing(missing: &[(i32, i64)], logs: &[(String, String)]) {
+    for &(partition, offset) in missing.iter().take(4) {
+        eprintln!("--- no verdict for flows partition {partition} offset {offset}");
+        let prefix = format!("{partition}:");
+        for (name, log) in logs {
+            for line in log.lines() {
+                let near = line
+                    .split_once("offsets=")
+                    .map(|(_, rest)| rest.split_whitespace().next().unwrap_or(""))
+                    .is_some_and(|ranges| {
+                        ranges.split(',').any(|r| {
+                            r.strip_prefix(&prefix)
+                                .and_then(|r| r.split_once('-'))
+                                .and_then(|(a, b)| {
+                                    Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?))
+                                })
+                                .is_some_and(|(a, b)| a <= offset + 300 && b >= offset - 300)
+                        })
+                    });
+                let event = [
+                    "assign", "revoke", "rewind", "gap", "recreat", "handover", "lost",
+                ]
+                .iter()
+                .any(|k| line.contains(k));
+                if near || event {
+                    eprintln!("{name}: {line}");
+                }
+            }
+        }
+    }
 }
 
 /// Malformed records injected into the flows topic, with the DLQ kind each
@@ -557,7 +607,6 @@ async fn malformed_records_go_to_the_dlq_and_the_processor_stays_up() -> anyhow:
 /// 5. Durable Tansu: stop the producer and the broker mid-stream, restart
 ///    both; the processors reconnect and finish with no record missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Tansu 0.6.0's SQLite engine panics in about 1 run in 3 after a restart (lite.rs:503). Run with --ignored"]
 async fn broker_and_producer_restart_nothing_missing() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
@@ -577,6 +626,14 @@ async fn broker_and_producer_restart_nothing_missing() -> anyhow::Result<()> {
         // heartbeats of a group, after which it answers nothing.
         env.set("IDS_KAFKA__HEARTBEAT_INTERVAL_MS", "3000");
         env.set("IDS_KAFKA__SESSION_TIMEOUT_MS", "10000");
+        // Tansu 0.6.0's SQLite engine panics ("more or less than one row",
+        // lite.rs:503, in idempotent_message_check) when a producer that was
+        // idempotent before the restart produces again after it, and then
+        // stops answering. The guarantee under test, at-least-once with
+        // nothing missing, does not rest on idempotence (it only keeps
+        // producer retries from writing an alert twice), so the processors
+        // here produce without it.
+        env.set("IDS_KAFKA__ENABLE_IDEMPOTENCE", "false");
         procs.push((processor(&brokers, &env)?, env));
     }
     for (_, env) in &procs {

@@ -213,3 +213,35 @@ async fn trace_context_headers_only_when_tracing_and_sampled() -> anyhow::Result
     assert!(off.iter().all(Option::is_none));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_names_a_missing_topic_at_start_up() -> anyhow::Result<()> {
+    let broker = Tansu::start_memory()?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("one.txt");
+    std::fs::write(&path, format!("{}\n", nsl_kdd_row(1)))?;
+    let path_str = path.to_string_lossy().into_owned();
+    let mut producer = spawn_producer(
+        &broker.brokers(),
+        &["--dataset", &path_str, "--flows-topic", "no-such-topic"],
+        &[],
+    )?;
+    let status = producer
+        .wait_timeout_async(Duration::from_secs(60))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("producer did not finish; log:\n{}", producer.log()))?;
+    assert_eq!(status.code(), Some(1), "log:\n{}", producer.log());
+    let log = producer.log();
+    assert!(
+        log.contains("\"no-such-topic\"") && log.contains("create it first"),
+        "the error names the topic and what to do; log:\n{log}"
+    );
+    // Refused before the first record, not after message.timeout.ms of
+    // failed deliveries (which would print a sent/failed summary).
+    assert!(
+        !log.contains("ids-producer: sent"),
+        "no record was sent; log:
+{log}"
+    );
+    Ok(())
+}
