@@ -531,18 +531,16 @@ fn passthrough_loop(
         };
         let deadline = Instant::now() + batch_timeout;
         let mut batch = vec![first];
+        // As in the processor: whole-millisecond waits (rdkafka 0.39
+        // busy-loops through a sub-millisecond rest of a poll timeout), and
+        // records already fetched are taken past the deadline too.
         while batch.len() < batch_size {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            // Whole milliseconds, as in the processor: rdkafka 0.39
-            // busy-loops through a sub-millisecond rest of a poll timeout.
-            let wait =
-                Duration::from_millis((deadline - now).as_nanos().div_ceil(1_000_000) as u64);
+            let rest = deadline.saturating_duration_since(Instant::now());
+            let wait = Duration::from_millis(rest.as_nanos().div_ceil(1_000_000) as u64);
             match consumer.poll(wait.min(slice)) {
                 Some(Ok(m)) => batch.push(m),
                 Some(Err(e)) => eprintln!("passthrough poll: {e}"),
+                None if wait.is_zero() => break,
                 None => {}
             }
         }

@@ -125,6 +125,20 @@ pub struct ProcessorConfig {
     /// without it both members process the partition for a moment and the
     /// overlap is redelivered. Apache Kafka does not need it.
     pub partition_handover_grace_ms: u64,
+    /// Records to start *before* the committed offset when a partition is
+    /// newly assigned; those below the committed offset are skipped, not
+    /// processed (0 = start at the committed offset). Guards against a broker
+    /// that returns nothing of a stored record batch when a fetch starts
+    /// inside it (Tansu 0.6.0 returns the next batch, silently skipping the
+    /// rest of that one). Apache Kafka does not need it.
+    pub fetch_start_rewind: u32,
+    /// When the flows topic skips offsets within a partition, re-read the
+    /// partition from the missing offset up to this many times before
+    /// accepting the gap (0 = accept at once; gaps are legitimate after
+    /// compaction and around transaction markers). Guards against a broker
+    /// that can answer a read before an earlier write is stored (Tansu
+    /// 0.6.0). Apache Kafka does not need it.
+    pub offset_gap_rereads: u32,
 }
 
 impl Default for ProcessorConfig {
@@ -148,6 +162,8 @@ impl Default for ProcessorConfig {
             transactional_id_prefix: "ids-processor".into(),
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
             partition_handover_grace_ms: 0,
+            fetch_start_rewind: 0,
+            offset_gap_rereads: 0,
         }
     }
 }
@@ -217,6 +233,18 @@ impl ProcessorConfig {
             return Err(InvalidConfig::new(
                 "partition_handover_grace_ms",
                 "must be at most 600000",
+            ));
+        }
+        if self.offset_gap_rereads > 100 {
+            return Err(InvalidConfig::new(
+                "offset_gap_rereads",
+                "must be at most 100",
+            ));
+        }
+        if self.fetch_start_rewind > 1_000_000 {
+            return Err(InvalidConfig::new(
+                "fetch_start_rewind",
+                "must be at most 1000000",
             ));
         }
         if self.batch_timeout_ms > 600_000 {
@@ -311,6 +339,7 @@ mod tests {
         assert_eq!(c.dlq_topic, "flows.dlq");
         assert_eq!(c.batch_size, 500);
         assert_eq!(c.batch_timeout_ms, 100);
+        assert_eq!(c.fetch_start_rewind, 0, "off unless the broker needs it");
         assert_eq!(c.http_addr, "0.0.0.0:8080");
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["delivery"], "at_least_once");
@@ -338,6 +367,23 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "alerts_topic");
+        let c = ProcessorConfig {
+            fetch_start_rewind: 1_000_001,
+            ..Default::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "fetch_start_rewind");
+        let c = ProcessorConfig {
+            batch_timeout_ms: 600_001,
+            ..Default::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "batch_timeout_ms");
+        // 0 is valid: "whatever has arrived".
+        ProcessorConfig {
+            batch_timeout_ms: 0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

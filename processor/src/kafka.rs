@@ -68,21 +68,23 @@ pub(crate) struct ConsumerCtx {
     pub txn: TxnState,
     /// `partition_handover_grace_ms`.
     grace: Duration,
+    /// Whether new partitions are held back for the pipeline to start (a
+    /// grace period or a `fetch_start_rewind` is configured).
+    hold_new: bool,
     /// Newly assigned partitions kept paused until the instant given.
     fresh: Mutex<Vec<(i32, Instant)>>,
-    /// Bumped by every rebalance callback: fetch positions may have moved, so
-    /// the pipeline's offset-gap expectations start over.
-    pub rebalance_epoch: AtomicU64,
 }
 
 impl ConsumerCtx {
-    pub fn new(shared: Arc<Shared>, topic: String, grace: Duration) -> Self {
+    /// `grace`: `partition_handover_grace_ms`; `hold_new`: also hold new
+    /// partitions back with no grace (for `fetch_start_rewind`).
+    pub fn new(shared: Arc<Shared>, topic: String, grace: Duration, hold_new: bool) -> Self {
         ConsumerCtx {
             shared,
             topic,
             grace,
+            hold_new: hold_new || !grace.is_zero(),
             fresh: Mutex::new(Vec::new()),
-            rebalance_epoch: AtomicU64::new(0),
             revoked: Mutex::new(Vec::new()),
             pending_commit: Mutex::new(Vec::new()),
             txn: TxnState {
@@ -228,7 +230,6 @@ impl ClientContext for ConsumerCtx {
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.rebalance_epoch.fetch_add(1, Ordering::AcqRel);
         match rebalance {
             Rebalance::Assign(tpl) => {
                 self.shared.metrics.rebalance("assign");
@@ -246,9 +247,10 @@ impl ConsumerContext for ConsumerCtx {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             self.shared.joined.store(true, Ordering::Release);
-            if !self.grace.is_zero() && tpl.count() > 0 {
+            if self.hold_new && tpl.count() > 0 {
                 // Hold new partitions back; the pipeline starts them from the
-                // committed offset once the grace period is over.
+                // committed offset (or before it, for fetch_start_rewind)
+                // once the grace period, if any, is over.
                 match consumer.pause(tpl) {
                     Ok(()) => {
                         let at = Instant::now() + self.grace;

@@ -76,6 +76,17 @@ struct Cli {
     /// coordinator can hand a partition over before its old owner committed.
     #[arg(long, value_name = "MS")]
     partition_handover_grace_ms: Option<u64>,
+    /// Start a newly assigned partition this many records before its
+    /// committed offset and skip those below it (0 = off) [default: 0]. Only
+    /// for brokers that return nothing of a record batch when a fetch starts
+    /// inside it (Tansu 0.6.0).
+    #[arg(long, value_name = "RECORDS")]
+    fetch_start_rewind: Option<u32>,
+    /// Re-read a partition up to this many times when its offsets skip,
+    /// before accepting the gap (0 = off) [default: 0]. Only for brokers that
+    /// can answer a read before an earlier write is stored (Tansu 0.6.0).
+    #[arg(long, value_name = "N")]
+    offset_gap_rereads: Option<u32>,
     /// Prefix of the transactional.id (exactly_once) [default: ids-processor].
     #[arg(long, value_name = "PREFIX")]
     transactional_id_prefix: Option<String>,
@@ -124,6 +135,12 @@ impl Cli {
         }
         if let Some(n) = self.batch_timeout_ms {
             o.push(("batch_timeout_ms".into(), ConfigValue::from(n)));
+        }
+        if let Some(n) = self.offset_gap_rereads {
+            o.push(("offset_gap_rereads".into(), ConfigValue::from(n)));
+        }
+        if let Some(n) = self.fetch_start_rewind {
+            o.push(("fetch_start_rewind".into(), ConfigValue::from(n)));
         }
         if let Some(n) = self.partition_handover_grace_ms {
             o.push(("partition_handover_grace_ms".into(), ConfigValue::from(n)));

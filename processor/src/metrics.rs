@@ -48,6 +48,8 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// Offsets skipped between consecutive records of a partition.
     pub offset_gaps: Counter,
+    /// Re-reads of a partition after an offset gap (`offset_gap_rereads`).
+    pub offset_gap_rereads: Counter,
     /// Number of partitions currently assigned to this member.
     pub assigned_partitions: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `POST /predict` requests by outcome.
@@ -156,6 +158,12 @@ impl Metrics {
             "Offsets skipped between consecutive records of a partition (legitimate after compaction or transaction markers; otherwise records the broker did not return)",
             offset_gaps.clone(),
         );
+        let offset_gap_rereads = Counter::default();
+        registry.register(
+            "ids_processor_offset_gap_rereads",
+            "Re-reads of a partition from a missing offset before an offset gap is accepted (offset_gap_rereads)",
+            offset_gap_rereads.clone(),
+        );
         let assigned_partitions = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         registry.register(
             "ids_processor_assigned_partitions",
@@ -194,6 +202,7 @@ impl Metrics {
             delivery_failures,
             commit_failures,
             offset_gaps,
+            offset_gap_rereads,
             assigned_partitions,
             predict_requests,
         }

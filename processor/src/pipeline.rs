@@ -105,6 +105,7 @@ pub(crate) fn run_blocking(deps: PipelineDeps) -> Result<(), ProcessorError> {
             deps.shared.clone(),
             deps.cfg.flows_topic.clone(),
             Duration::from_millis(deps.cfg.partition_handover_grace_ms),
+            deps.cfg.fetch_start_rewind > 0,
         );
         let consumer: Consumer_ = consumer_config(&deps.cfg)?
             .create_with_context(ctx)
@@ -120,7 +121,8 @@ pub(crate) fn run_blocking(deps: PipelineDeps) -> Result<(), ProcessorError> {
             "subscribed"
         );
         state.expected.clear();
-        state.expected_epoch = 0;
+        state.floors.clear();
+        state.gap_rereads.clear();
         let end = batch_loop(&deps, &consumer, &mut producer, &mut state);
         close_consumer(&consumer, &deps.shared);
         match end {
@@ -183,8 +185,11 @@ struct BatchState {
     /// skipped. Cleared whenever fetch positions may have moved (rebalance,
     /// seek, new consumer).
     expected: Vec<(i32, i64)>,
-    /// The consumer's rebalance epoch `expected` belongs to.
-    expected_epoch: u64,
+    /// Gaps being re-read: (partition, expected offset, re-reads so far).
+    gap_rereads: Vec<(i32, i64, u32)>,
+    /// Per newly started partition, its committed offset when it was started
+    /// `fetch_start_rewind` records before it: records below are skipped.
+    floors: Vec<(i32, i64)>,
     last_gap_warning: Option<Instant>,
 }
 
@@ -202,6 +207,7 @@ impl BatchState {
             decoded: Vec::with_capacity(n),
             buf: Vec::with_capacity(2048),
             parts: Vec::new(),
+            floors: Vec::new(),
             dlq_kinds: Vec::new(),
             verdict_counts: vec![0; deps.classifier.class_names().len()],
             alerts: 0,
@@ -211,7 +217,7 @@ impl BatchState {
             backoff: Duration::ZERO,
             last_poll_warning: None,
             expected: Vec::new(),
-            expected_epoch: 0,
+            gap_rereads: Vec::new(),
             last_gap_warning: None,
         }
     }
@@ -223,6 +229,15 @@ impl BatchState {
         self.verdict_counts.iter_mut().for_each(|c| *c = 0);
         self.alerts = 0;
         self.timestamps.clear();
+    }
+
+    /// Forgets what is known about the partitions in `revoked` (their next
+    /// expected offset, floor, gap re-reads): another member may move them.
+    fn forget_partitions_revoked(&mut self) {
+        let revoked = &self.revoked;
+        self.expected.retain(|(p, _)| !revoked.contains(p));
+        self.floors.retain(|(p, _)| !revoked.contains(p));
+        self.gap_rereads.retain(|(p, _, _)| !revoked.contains(p));
     }
 
     fn track_offset(&mut self, partition: i32, offset: i64) {
@@ -262,7 +277,8 @@ fn batch_loop<'c>(
             return Ok(LoopEnd::Shutdown);
         }
         consumer.context().take_revoked(&mut st.revoked);
-        if !start_due_partitions(consumer, &cfg.flows_topic, st) {
+        st.forget_partitions_revoked();
+        if !start_due_partitions(consumer, &cfg.flows_topic, cfg.fetch_start_rewind, st) {
             return Ok(LoopEnd::RecreateConsumer);
         }
         // Wait for the first record, then fill up to batch_size or batch_timeout.
@@ -306,7 +322,7 @@ fn batch_loop<'c>(
                 "dropped polled records of revoked partitions"
             );
             let dropped = st.parts.clone();
-            st.expected.clear();
+            st.forget_partitions_revoked();
             if !dropped.is_empty() && !rewind(consumer, &cfg.flows_topic, &dropped) {
                 batch.clear();
                 return Ok(LoopEnd::RecreateConsumer);
@@ -316,7 +332,20 @@ fn batch_loop<'c>(
             }
         }
 
-        note_offset_gaps(consumer, st, &batch, &deps.shared.metrics);
+        if !check_offset_gaps(
+            consumer,
+            &cfg.flows_topic,
+            cfg.offset_gap_rereads,
+            st,
+            &mut batch,
+            &deps.shared.metrics,
+        ) {
+            batch.clear();
+            return Ok(LoopEnd::RecreateConsumer);
+        }
+        if batch.is_empty() {
+            continue;
+        }
         match process_batch(deps, consumer, producer, st, &batch, started) {
             Ok(()) => {
                 st.backoff = Duration::ZERO;
@@ -348,47 +377,94 @@ fn batch_loop<'c>(
     }
 }
 
-/// Counts (and reports, rate-limited) offsets skipped between consecutive
-/// records of a partition. Gaps are legitimate after compaction or around
-/// transaction markers; anywhere else they are records the broker did not
-/// return, which at-least-once processing cannot see otherwise. No allocation
-/// once every partition has been seen.
-fn note_offset_gaps(
+/// Checks the batch for offsets skipped between consecutive records of a
+/// partition. Gaps are legitimate after compaction or around transaction
+/// markers; anywhere else they are records the broker did not return, which
+/// at-least-once processing could not see otherwise.
+///
+/// With `rereads` > 0, a gap is first re-read: the partition's records from
+/// the gap on are dropped from the batch and the partition is sought back to
+/// the missing offset, up to `rereads` times for the same gap. A broker that
+/// answers a read before an earlier write of the partition is stored (Tansu
+/// 0.6.0, whose in-memory engine raises the high watermark before it stores
+/// the batch) returns the missing records on a later read. A gap that is
+/// still there after that is real: it is counted and reported (rate-limited)
+/// and processing goes on. False when a seek failed (the caller recreates the
+/// consumer). No allocation once every partition has been seen.
+fn check_offset_gaps(
     consumer: &Consumer_,
+    topic: &str,
+    rereads: u32,
     st: &mut BatchState,
-    batch: &[BorrowedMessage<'_>],
+    batch: &mut Vec<BorrowedMessage<'_>>,
     metrics: &crate::metrics::Metrics,
-) {
-    let epoch = consumer.context().rebalance_epoch.load(Ordering::Acquire);
-    if epoch != st.expected_epoch {
-        st.expected.clear();
-        st.expected_epoch = epoch;
-    }
-    for m in batch {
+) -> bool {
+    // Partitions to re-read, and the offset from which their records are dropped.
+    let mut cut: Vec<(i32, i64)> = Vec::new();
+    for m in batch.iter() {
         let (partition, offset) = (m.partition(), m.offset());
-        match st.expected.iter_mut().find(|(p, _)| *p == partition) {
-            Some((_, next)) => {
-                if offset > *next {
-                    metrics.offset_gaps.inc_by((offset - *next) as u64);
-                    let now = Instant::now();
-                    if st
-                        .last_gap_warning
-                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
-                    {
-                        st.last_gap_warning = Some(now);
-                        warn!(
-                            partition,
-                            expected = *next,
-                            got = offset,
-                            "offset gap in the flows topic: records between were not returned by the broker (expected after compaction or transaction markers; repeats are suppressed for 10 s)"
-                        );
-                    }
-                }
-                *next = offset + 1;
+        if cut.iter().any(|(p, _)| *p == partition) {
+            continue;
+        }
+        let Some(i) = st.expected.iter().position(|(p, _)| *p == partition) else {
+            st.expected.push((partition, offset + 1));
+            continue;
+        };
+        let next = st.expected[i].1;
+        if offset > next {
+            let tries = st
+                .gap_rereads
+                .iter()
+                .find(|(p, o, _)| *p == partition && *o == next)
+                .map_or(0, |(_, _, n)| *n);
+            if tries < rereads {
+                st.gap_rereads.retain(|(p, _, _)| *p != partition);
+                st.gap_rereads.push((partition, next, tries + 1));
+                cut.push((partition, offset));
+                metrics.offset_gap_rereads.inc();
+                debug!(partition, expected = next, got = offset, reread = tries + 1, "offset gap in the flows topic: re-reading the partition from the expected offset");
+                continue;
             }
-            None => st.expected.push((partition, offset + 1)),
+            metrics.offset_gaps.inc_by((offset - next) as u64);
+            let now = Instant::now();
+            if st
+                .last_gap_warning
+                .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
+            {
+                st.last_gap_warning = Some(now);
+                warn!(
+                    partition,
+                    expected = next,
+                    got = offset,
+                    "offset gap in the flows topic: records between were not returned by the broker (expected after compaction or transaction markers; repeats are suppressed for 10 s)"
+                );
+            }
+        }
+        st.expected[i].1 = offset + 1;
+        st.gap_rereads.retain(|(p, _, _)| *p != partition);
+    }
+    if cut.is_empty() {
+        return true;
+    }
+    batch.retain(|m| {
+        !cut.iter()
+            .any(|(p, from)| *p == m.partition() && m.offset() >= *from)
+    });
+    for (partition, _) in &cut {
+        let Some(&(_, next)) = st.expected.iter().find(|(p, _)| p == partition) else {
+            continue;
+        };
+        if let Err(e) = consumer.seek(
+            topic,
+            *partition,
+            Offset::Offset(next),
+            Duration::from_secs(10),
+        ) {
+            warn!(partition, offset = next, error = %e, "seek to re-read an offset gap failed");
+            return false;
         }
     }
+    true
 }
 
 fn sleep_unless_cancelled(d: Duration, token: &CancellationToken) {
@@ -413,7 +489,16 @@ fn poll_one<'c>(
 ) -> Option<BorrowedMessage<'c>> {
     match consumer.poll(timeout) {
         None => None,
-        Some(Ok(m)) => Some(m),
+        Some(Ok(m)) => {
+            // Below a rewound partition's committed offset: already processed.
+            if let Some(i) = st.floors.iter().position(|(p, _)| *p == m.partition()) {
+                if m.offset() < st.floors[i].1 {
+                    return None;
+                }
+                st.floors.swap_remove(i);
+            }
+            Some(m)
+        }
         Some(Err(e)) => {
             let now = Instant::now();
             if st
@@ -432,7 +517,12 @@ fn poll_one<'c>(
 /// to the group's committed offset as it is *now* (the previous owner may
 /// have committed after the assignment) and resumes it. False when that
 /// fails (the caller recreates the consumer).
-fn start_due_partitions(consumer: &Consumer_, topic: &str, st: &mut BatchState) -> bool {
+fn start_due_partitions(
+    consumer: &Consumer_,
+    topic: &str,
+    rewind: u32,
+    st: &mut BatchState,
+) -> bool {
     let mut due = std::mem::take(&mut st.revoked_scratch);
     consumer.context().take_due(Instant::now(), &mut due);
     if due.is_empty() {
@@ -460,7 +550,29 @@ fn start_due_partitions(consumer: &Consumer_, topic: &str, st: &mut BatchState) 
         }
     };
     for e in committed.elements() {
-        if let Offset::Offset(o) = e.offset() {
+        if let Offset::Offset(committed) = e.offset() {
+            let mut o = committed;
+            st.floors.retain(|(p, _)| *p != e.partition());
+            if rewind > 0 && committed > 0 {
+                // Start inside (or before) the stored batch that holds the
+                // committed offset, never below the log start (a reset there
+                // could jump to the end with auto.offset.reset=latest).
+                let low = match consumer.fetch_watermarks(
+                    topic,
+                    e.partition(),
+                    Duration::from_secs(10),
+                ) {
+                    Ok((low, _)) => low,
+                    Err(err) => {
+                        warn!(partition = e.partition(), error = %err, "reading the log start of a new partition failed");
+                        return false;
+                    }
+                };
+                o = (committed - i64::from(rewind)).max(low).min(committed);
+                if o < committed {
+                    st.floors.push((e.partition(), committed));
+                }
+            }
             if let Err(err) = consumer.seek(
                 topic,
                 e.partition(),
@@ -476,9 +588,23 @@ fn start_due_partitions(consumer: &Consumer_, topic: &str, st: &mut BatchState) 
         warn!(error = %e, "resuming new partitions failed");
         return false;
     }
-    st.expected.clear();
     let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-    info!(partitions = ?parts, "new partitions started after the handover grace period");
+    st.expected.retain(|(p, _)| !parts.contains(p));
+    st.gap_rereads.retain(|(p, _, _)| !parts.contains(p));
+    // The first record is expected at the committed offset, so that a gap
+    // right at the start is noticed (and re-read) like any other.
+    for e in committed.elements() {
+        if let Offset::Offset(o) = e.offset() {
+            if parts.contains(&e.partition()) {
+                st.expected.push((e.partition(), o));
+            }
+        }
+    }
+    info!(
+        partitions = ?parts,
+        rewound = ?st.floors,
+        "new partitions started from the committed offsets (rewound: partition and the committed offset to skip to)"
+    );
     true
 }
 

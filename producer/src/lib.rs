@@ -29,9 +29,7 @@ use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt as _, Tracer as 
 use opentelemetry::KeyValue;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 
@@ -350,13 +348,18 @@ fn run_blocking(
     let client_config = cfg
         .kafka_settings()
         .client_config(&[("enable.idempotence", "true".to_string())])?;
-    let producer: ThreadedProducer<DeliveryCounter> =
+    // A BaseProducer polled from this thread, not a ThreadedProducer: with
+    // the latter, librdkafka's idempotent producer-id request often waited
+    // for its 500 ms retry timer after the broker connection was up (a
+    // 0.5 s stall at start-up in most runs); polled from the send loop it
+    // went out as soon as the connection was up.
+    let producer: BaseProducer<DeliveryCounter> =
         client_config.create_with_context(DeliveryCounter {
             stats: stats.clone(),
         })?;
 
     check_topic(&producer, &cfg.flows_topic)?;
-    let mut source = open_source(cfg)?;
+    let source = open_source(cfg)?;
     tracing::info!(
         source = %source.describe(),
         topic = %cfg.flows_topic,
@@ -373,9 +376,11 @@ fn run_blocking(
 
     let progress = progress_bar(cfg, &source);
     let mut pacer = Pacer::new(cfg.rate);
+    let paced = cfg.rate > 0.0;
     let mut value: Vec<u8> = Vec::with_capacity(1024);
     let mut key_buf = [0u8; 16];
     let limit = cfg.limit.unwrap_or(u64::MAX);
+    let mut source = source::ReadAhead::spawn(source, limit)?;
     let started = Instant::now();
     let mut sent: u64 = 0;
 
@@ -383,6 +388,10 @@ fn run_blocking(
         let Some(rec) = source.next()? else {
             break;
         };
+        // Serves delivery reports (the counters) and librdkafka's events.
+        if paced || sent.is_multiple_of(64) {
+            producer.poll(Duration::ZERO);
+        }
         pacer.wait(shutdown);
         value.clear();
         codec
@@ -453,6 +462,7 @@ fn run_blocking(
                         }
                         break 'records;
                     }
+                    producer.poll(Duration::ZERO);
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
@@ -481,12 +491,17 @@ fn run_blocking(
     // librdkafka does (message.timeout.ms); once shutdown is requested we give
     // it a short grace period and report what is still unconfirmed.
     // Not `flush(timeout)` in the loop: rust-rdkafka's flush waits in slices of
-    // up to 100 ms, which added up to 100 ms to every run. A zero-timeout flush
-    // sends what lingers; the ThreadedProducer's own thread serves the
-    // delivery reports, so a 1 ms sleep is all the loop needs.
+    // up to 100 ms, which added up to 100 ms to every run. Nor a timed `poll`,
+    // which busy-loops through its last sub-millisecond in rust-rdkafka 0.39.
+    // A zero-timeout flush sends what lingers; then delivery reports are
+    // served without blocking, with a 1 ms sleep in between.
     let _ = producer.flush(Duration::ZERO);
     let mut grace_deadline: Option<Instant> = None;
-    while producer.in_flight_count() > 0 {
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            break;
+        }
         if shutdown.is_cancelled() {
             let deadline =
                 *grace_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
@@ -511,7 +526,7 @@ fn run_blocking(
         acknowledged,
         failed,
         unconfirmed: sent.saturating_sub(acknowledged + failed),
-        rejected_rows: source.rejected(),
+        rejected_rows: source.finish(),
         elapsed_secs: elapsed,
         throughput: if elapsed > 0.0 {
             acknowledged as f64 / elapsed
@@ -533,10 +548,7 @@ const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// record failing with UnknownTopicOrPartition after `message.timeout.ms`
 /// (the processor's deployments create topics; this producer does not).
 /// It also brings the connection up before the clock starts.
-fn check_topic(
-    producer: &ThreadedProducer<DeliveryCounter>,
-    topic: &str,
-) -> Result<(), ProducerError> {
+fn check_topic(producer: &BaseProducer<DeliveryCounter>, topic: &str) -> Result<(), ProducerError> {
     let err = |message: String| ProducerError::Topic {
         topic: topic.to_string(),
         message,

@@ -694,3 +694,69 @@ async fn broker_and_producer_restart_nothing_missing() -> anyhow::Result<()> {
     eprintln!("test 5 took {:?}", started.elapsed());
     Ok(())
 }
+
+/// `fetch_start_rewind` against the broker quirk it exists for: with the
+/// group's committed offset inside a stored batch, a processor that starts
+/// the partition gives a verdict to every record from the committed offset
+/// on (Tansu 0.6.0 alone would resume at the next batch) and to none before
+/// it (those are skipped, not reprocessed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_started_inside_a_batch_loses_no_record() -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+    let _serial = SERIAL.lock().await;
+    let model = model_path()?;
+    let broker = Tansu::start_memory()?;
+    let brokers = broker.brokers();
+    topics(&brokers, 1).await?;
+    let group = ids_e2e::fresh_group("e2e-mid-batch");
+    let (b, g) = (brokers.clone(), group.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        // Offsets 0-9 in one stored batch (long linger, one flush), 10 alone.
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "500")
+            .create()?;
+        let codec = FlowCodec::new();
+        for i in 0..11 {
+            let mut v = Vec::new();
+            codec.encode(&synthetic_flow(i), &mut v)?;
+            p.send(BaseRecord::<[u8], [u8]>::to(FLOWS).payload(&v))
+                .map_err(|(e, _)| e)?;
+            if i == 9 {
+                p.flush(Duration::from_secs(30))?;
+            }
+        }
+        p.flush(Duration::from_secs(30))?;
+        // The group has processed offsets 0-4.
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", &g)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(FLOWS, 0, Offset::Offset(5))?;
+        c.commit(&tpl, CommitMode::Sync)?;
+        Ok(())
+    })
+    .await??;
+
+    let env = ProcessorEnv::new(&group, &model, 100)?;
+    let mut p = processor(&brokers, &env)?;
+    wait_ready(&env.http_addr, Duration::from_secs(60)).await?;
+    let mut reader = TopicReader::new(&brokers, ALERTS).await?;
+    reader
+        .read_until(Duration::from_secs(60), |m| distinct_positions(m) >= 6)
+        .await;
+    reader.drain(Duration::from_secs(3)).await;
+    let mut offsets: Vec<i64> = parse_alerts(&reader.messages)?
+        .iter()
+        .map(|a| a.offset)
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets, (5..=10).collect::<Vec<i64>>(), "log:\n{}", p.log());
+    terminate_ok(&mut p);
+    Ok(())
+}
