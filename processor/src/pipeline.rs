@@ -336,6 +336,7 @@ fn batch_loop<'c>(
             consumer,
             &cfg.flows_topic,
             cfg.offset_gap_rereads,
+            cfg.fetch_start_rewind,
             st,
             &mut batch,
             &deps.shared.metrics,
@@ -384,7 +385,8 @@ fn batch_loop<'c>(
 ///
 /// With `rereads` > 0, a gap is first re-read: the partition's records from
 /// the gap on are dropped from the batch and the partition is sought back to
-/// the missing offset, up to `rereads` times for the same gap. A broker that
+/// the missing offset (`rewind` records before it, skipping up to it, when
+/// `fetch_start_rewind` is set), up to `rereads` times for the same gap. A broker that
 /// answers a read before an earlier write of the partition is stored (Tansu
 /// 0.6.0, whose in-memory engine raises the high watermark before it stores
 /// the batch) returns the missing records on a later read. A gap that is
@@ -395,6 +397,7 @@ fn check_offset_gaps(
     consumer: &Consumer_,
     topic: &str,
     rereads: u32,
+    rewind: u32,
     st: &mut BatchState,
     batch: &mut Vec<BorrowedMessage<'_>>,
     metrics: &crate::metrics::Metrics,
@@ -454,13 +457,26 @@ fn check_offset_gaps(
         let Some(&(_, next)) = st.expected.iter().find(|(p, _)| p == partition) else {
             continue;
         };
+        // The missing offset may sit inside a stored batch: start before it
+        // (fetch_start_rewind) and skip up to it, as for a new partition.
+        let from = match rewound_start(consumer, topic, *partition, next, rewind) {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(partition, error = %e, "reading the log start to re-read an offset gap failed");
+                return false;
+            }
+        };
+        st.floors.retain(|(p, _)| p != partition);
+        if from < next {
+            st.floors.push((*partition, next));
+        }
         if let Err(e) = consumer.seek(
             topic,
             *partition,
-            Offset::Offset(next),
+            Offset::Offset(from),
             Duration::from_secs(10),
         ) {
-            warn!(partition, offset = next, error = %e, "seek to re-read an offset gap failed");
+            warn!(partition, offset = from, error = %e, "seek to re-read an offset gap failed");
             return false;
         }
     }
@@ -551,27 +567,16 @@ fn start_due_partitions(
     };
     for e in committed.elements() {
         if let Offset::Offset(committed) = e.offset() {
-            let mut o = committed;
             st.floors.retain(|(p, _)| *p != e.partition());
-            if rewind > 0 && committed > 0 {
-                // Start inside (or before) the stored batch that holds the
-                // committed offset, never below the log start (a reset there
-                // could jump to the end with auto.offset.reset=latest).
-                let low = match consumer.fetch_watermarks(
-                    topic,
-                    e.partition(),
-                    Duration::from_secs(10),
-                ) {
-                    Ok((low, _)) => low,
-                    Err(err) => {
-                        warn!(partition = e.partition(), error = %err, "reading the log start of a new partition failed");
-                        return false;
-                    }
-                };
-                o = (committed - i64::from(rewind)).max(low).min(committed);
-                if o < committed {
-                    st.floors.push((e.partition(), committed));
+            let o = match rewound_start(consumer, topic, e.partition(), committed, rewind) {
+                Ok(o) => o,
+                Err(err) => {
+                    warn!(partition = e.partition(), error = %err, "reading the log start of a new partition failed");
+                    return false;
                 }
+            };
+            if o < committed {
+                st.floors.push((e.partition(), committed));
             }
             if let Err(err) = consumer.seek(
                 topic,
@@ -606,6 +611,25 @@ fn start_due_partitions(
         "new partitions started from the committed offsets (rewound: partition and the committed offset to skip to)"
     );
     true
+}
+
+/// Where to start reading `partition` to get the record at `offset` from a
+/// broker that returns nothing of a stored batch when a fetch starts inside
+/// it: `rewind` records earlier, never below the log start (a reset there
+/// could jump to the end with auto.offset.reset=latest). `offset` itself when
+/// `rewind` is 0.
+fn rewound_start(
+    consumer: &Consumer_,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    rewind: u32,
+) -> Result<i64, KafkaError> {
+    if rewind == 0 || offset <= 0 {
+        return Ok(offset);
+    }
+    let (low, _) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    Ok((offset - i64::from(rewind)).max(low).min(offset))
 }
 
 /// Seeks every partition of the failed batch back to its first offset.
