@@ -13,6 +13,21 @@ use rdkafka::Message as _;
 const ROWS: usize = 300;
 
 /// A valid NSL-KDD row; `i` varies the byte counts so rows differ.
+/// A dataset file of one NSL-KDD row in `dir`; its path.
+fn one_row_dataset(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("one.txt");
+    std::fs::write(&path, format!("{}\n", nsl_kdd_row(1)))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// Waits up to 60 s for the producer to exit.
+async fn finished(producer: &mut ids_e2e::Proc) -> anyhow::Result<std::process::ExitStatus> {
+    producer
+        .wait_timeout_async(Duration::from_secs(60))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("producer did not finish; log:\n{}", producer.log()))
+}
+
 fn nsl_kdd_row(i: usize) -> String {
     let (label, flag) = if i.is_multiple_of(3) {
         ("neptune", "S0")
@@ -105,9 +120,7 @@ async fn producer_exits_non_zero_when_deliveries_fail() -> anyhow::Result<()> {
     let port = ids_e2e::free_port()?;
     let brokers = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("one.txt");
-    std::fs::write(&path, format!("{}\n", nsl_kdd_row(1)))?;
-    let path_str = path.to_string_lossy().into_owned();
+    let path_str = one_row_dataset(dir.path())?;
     let mut producer = spawn_producer(
         &brokers,
         &[
@@ -119,10 +132,7 @@ async fn producer_exits_non_zero_when_deliveries_fail() -> anyhow::Result<()> {
         ],
         &[],
     )?;
-    let status = producer
-        .wait_timeout_async(Duration::from_secs(60))
-        .await
-        .ok_or_else(|| anyhow::anyhow!("producer did not finish; log:\n{}", producer.log()))?;
+    let status = finished(&mut producer).await?;
     assert_eq!(status.code(), Some(1), "log:\n{}", producer.log());
     let summary = producer_summary(&producer)?;
     assert_eq!(summary["sent"], 1);
@@ -169,10 +179,7 @@ async fn traceparents(env: &[(&str, &str)]) -> anyhow::Result<Vec<Option<String>
     std::fs::write(&path, rows)?;
     let path_str = path.to_string_lossy().into_owned();
     let mut producer = spawn_producer(&brokers, &["--dataset", &path_str], env)?;
-    let status = producer
-        .wait_timeout_async(Duration::from_secs(60))
-        .await
-        .ok_or_else(|| anyhow::anyhow!("producer did not finish; log:\n{}", producer.log()))?;
+    let status = finished(&mut producer).await?;
     assert!(status.success(), "log:\n{}", producer.log());
     let messages = read_topic(&brokers, "flows", 20, Duration::from_secs(10)).await?;
     assert_eq!(messages.len(), 20);
@@ -218,18 +225,13 @@ async fn trace_context_headers_only_when_tracing_and_sampled() -> anyhow::Result
 async fn producer_names_a_missing_topic_at_start_up() -> anyhow::Result<()> {
     let broker = Tansu::start_memory()?;
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("one.txt");
-    std::fs::write(&path, format!("{}\n", nsl_kdd_row(1)))?;
-    let path_str = path.to_string_lossy().into_owned();
+    let path_str = one_row_dataset(dir.path())?;
     let mut producer = spawn_producer(
         &broker.brokers(),
         &["--dataset", &path_str, "--flows-topic", "no-such-topic"],
         &[],
     )?;
-    let status = producer
-        .wait_timeout_async(Duration::from_secs(60))
-        .await
-        .ok_or_else(|| anyhow::anyhow!("producer did not finish; log:\n{}", producer.log()))?;
+    let status = finished(&mut producer).await?;
     assert_eq!(status.code(), Some(1), "log:\n{}", producer.log());
     let log = producer.log();
     assert!(
