@@ -265,10 +265,13 @@ impl FlowReader {
     }
 }
 
-impl Iterator for FlowReader {
-    type Item = Result<FlowRecord, RowError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl FlowReader {
+    /// Reads the next row into `out`, reusing its string buffers: the
+    /// allocation-free form of [`Iterator::next`], for callers that stream
+    /// millions of rows (the producer). On `Some(Ok(()))` every field of
+    /// `out` is the row's; after a row error `out` holds a partial row and
+    /// must not be used. `None` at the end of the last file.
+    pub fn read_into(&mut self, out: &mut FlowRecord) -> Option<Result<(), RowError>> {
         loop {
             if self.current.is_none() {
                 let path = self.pending.pop()?;
@@ -295,7 +298,7 @@ impl Iterator for FlowReader {
                 }
             }
             let reader = self.current.as_mut()?;
-            match reader.next_row() {
+            match reader.next_row_into(out) {
                 None => {
                     self.current = None;
                     continue;
@@ -313,6 +316,15 @@ impl Iterator for FlowReader {
                 }
             }
         }
+    }
+}
+
+impl Iterator for FlowReader {
+    type Item = Result<FlowRecord, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut rec = FlowRecord::default();
+        self.read_into(&mut rec).map(|res| res.map(|()| rec))
     }
 }
 
@@ -400,7 +412,30 @@ struct FileReader {
 }
 
 fn field_str(rec: &ByteRecord, i: usize) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(rec.get(i).unwrap_or_default())
+    let bytes = rec.get(i).unwrap_or_default();
+    // The plain check is several times faster than the lossy decoder's
+    // chunk iterator, and every field of a well-formed file passes it.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// Sets `dst` to `s` (trimmed), reusing `dst`'s buffer.
+fn set_string(dst: &mut String, s: &str) {
+    dst.clear();
+    dst.push_str(s.trim());
+}
+
+/// Sets `dst` to `s` (trimmed) or to `None` when that is empty, reusing the
+/// buffer `dst` already holds.
+fn set_opt_string(dst: &mut Option<String>, s: &str) {
+    let s = s.trim();
+    if s.is_empty() {
+        *dst = None;
+    } else {
+        set_string(dst.get_or_insert_with(String::new), s);
+    }
 }
 
 impl FileReader {
@@ -476,7 +511,7 @@ impl FileReader {
         })
     }
 
-    fn next_row(&mut self) -> Option<Result<FlowRecord, RowError>> {
+    fn next_row_into(&mut self, out: &mut FlowRecord) -> Option<Result<(), RowError>> {
         let rec = match self.first_data_row.take() {
             Some(r) => r,
             None => match self.csv.read_byte_record(&mut self.row) {
@@ -494,9 +529,10 @@ impl FileReader {
         };
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let res = match &self.layout {
-            Layout::NslKdd => parse_nsl_kdd(&rec),
+            Layout::NslKdd => parse_nsl_kdd(&rec, out),
             Layout::Cic(cols) => parse_cic(
                 &rec,
+                out,
                 cols,
                 self.format.source(),
                 &mut self.unparsed_timestamps,
@@ -516,6 +552,12 @@ impl FileReader {
 /// caller adds the column name.
 pub(crate) trait ParseField: Sized {
     fn parse_field(s: &str) -> Result<Self, String>;
+
+    /// Parses into `self`; strings override it to reuse their buffer.
+    fn parse_into(&mut self, s: &str) -> Result<(), String> {
+        *self = Self::parse_field(s)?;
+        Ok(())
+    }
 }
 
 fn parse_integral(s: &str) -> Result<i64, String> {
@@ -564,6 +606,11 @@ impl ParseField for String {
     fn parse_field(s: &str) -> Result<Self, String> {
         Ok(s.trim().to_string())
     }
+
+    fn parse_into(&mut self, s: &str) -> Result<(), String> {
+        set_string(self, s);
+        Ok(())
+    }
 }
 
 /// Converts a model-space `f64` back into a typed field (used by synthesis).
@@ -605,20 +652,23 @@ macro_rules! field_list {
         #[allow(dead_code)]
         pub(crate) const $names: &[&str] = &[$(stringify!($field)),+];
 
-        /// Parses fields from `get(i)` for the i-th field of the list.
-        pub(crate) fn $parse<'a>(get: impl Fn(usize) -> (&'a str, std::borrow::Cow<'a, str>)) -> Result<$ty, String> {
-            let mut out = <$ty>::default();
+        /// Parses every field into `out` (reusing its string buffers) from
+        /// `get(i)` for the i-th field of the list. On error `out` is partial.
+        pub(crate) fn $parse<'a>(
+            out: &mut $ty,
+            get: impl Fn(usize) -> (&'a str, std::borrow::Cow<'a, str>),
+        ) -> Result<(), String> {
             let mut i = 0usize;
             $(
                 {
                     let (col, raw) = get(i);
-                    out.$field = ParseField::parse_field(&raw)
+                    ParseField::parse_into(&mut out.$field, &raw)
                         .map_err(|e| format!("column {:?}: {}", col, e))?;
                     i += 1;
                 }
             )+
             let _ = i;
-            Ok(out)
+            Ok(())
         }
 
         /// Builds the struct from numeric values in feature-table order
@@ -772,7 +822,9 @@ field_list!(
     ]
 );
 
-fn parse_nsl_kdd(rec: &ByteRecord) -> Result<FlowRecord, String> {
+/// Fills `out` from an NSL-KDD row, reusing its buffers. Every field of
+/// `out` is written (those NSL-KDD lacks are set to `None`).
+fn parse_nsl_kdd(rec: &ByteRecord, out: &mut FlowRecord) -> Result<(), String> {
     let n = rec.len();
     if n != NSL_KDD_FEATURE_COUNT + 1 && n != NSL_KDD_FEATURE_COUNT + 2 {
         return Err(format!(
@@ -781,42 +833,51 @@ fn parse_nsl_kdd(rec: &ByteRecord) -> Result<FlowRecord, String> {
             NSL_KDD_FEATURE_COUNT + 2
         ));
     }
-    let feats = parse_nsl_fields(|i| (NSL_FIELDS[i], field_str(rec, i)))?;
-    let label = field_str(rec, NSL_KDD_FEATURE_COUNT)
-        .trim()
-        .trim_end_matches('.')
-        .to_string();
+    let feats = out.nsl_kdd.get_or_insert_with(Default::default);
+    parse_nsl_fields(feats, |i| (NSL_FIELDS[i], field_str(rec, i)))?;
+    let label = field_str(rec, NSL_KDD_FEATURE_COUNT);
+    let label = label.trim().trim_end_matches('.');
     if label.is_empty() {
         return Err("empty label".to_string());
     }
-    let transport = match feats.protocol_type.to_ascii_lowercase().as_str() {
-        t @ ("tcp" | "udp" | "icmp") => Some(t.to_string()),
-        _ => None,
-    };
-    Ok(FlowRecord {
-        transport,
-        source: SourceDataset::NslKdd,
-        label: Some(label),
-        nsl_kdd: Some(feats),
-        ..FlowRecord::default()
-    })
+    set_string(out.label.get_or_insert_with(String::new), label);
+    let protocol = &feats.protocol_type;
+    match ["tcp", "udp", "icmp"]
+        .into_iter()
+        .find(|t| protocol.eq_ignore_ascii_case(t))
+    {
+        Some(t) => set_string(out.transport.get_or_insert_with(String::new), t),
+        None => out.transport = None,
+    }
+    out.flow_id = None;
+    out.event_time = None;
+    out.src_ip = None;
+    out.src_port = None;
+    out.dst_ip = None;
+    out.dst_port = None;
+    out.source = SourceDataset::NslKdd;
+    out.cic = None;
+    Ok(())
 }
 
-fn protocol_name(num: i64) -> Option<String> {
+fn protocol_name(num: i64) -> Option<&'static str> {
     match num {
-        6 => Some("tcp".into()),
-        17 => Some("udp".into()),
-        1 => Some("icmp".into()),
+        6 => Some("tcp"),
+        17 => Some("udp"),
+        1 => Some("icmp"),
         _ => None,
     }
 }
 
+/// Fills `out` from a CICFlowMeter row, reusing its buffers. Every field of
+/// `out` is written.
 fn parse_cic(
     rec: &ByteRecord,
+    out: &mut FlowRecord,
     cols: &CicColumns,
     source: SourceDataset,
     unparsed_timestamps: &mut u64,
-) -> Result<FlowRecord, String> {
+) -> Result<(), String> {
     if rec.len() < cols.width {
         return Err(format!(
             "expected {} fields, found {}",
@@ -824,17 +885,21 @@ fn parse_cic(
             rec.len()
         ));
     }
-    let feats =
-        parse_cic_fields(|i| (CIC_FEATURES[i].aliases[0], field_str(rec, cols.features[i])))?;
-    let label = field_str(rec, cols.label).trim().to_string();
-    if label.is_empty() {
+    let feats = out.cic.get_or_insert_with(Default::default);
+    parse_cic_fields(feats, |i| {
+        (CIC_FEATURES[i].aliases[0], field_str(rec, cols.features[i]))
+    })?;
+    out.dst_port = Some(feats.destination_port);
+    let label = field_str(rec, cols.label);
+    if label.trim().is_empty() {
         return Err("empty label".to_string());
     }
-    let opt_str = |c: Option<usize>| {
-        c.map(|i| field_str(rec, i).trim().to_string())
-            .filter(|s| !s.is_empty())
+    set_string(out.label.get_or_insert_with(String::new), &label);
+    let set_opt = |dst: &mut Option<String>, c: Option<usize>| match c {
+        Some(i) => set_opt_string(dst, &field_str(rec, i)),
+        None => *dst = None,
     };
-    let src_port = match cols.src_port {
+    out.src_port = match cols.src_port {
         Some(i) => Some(
             i32::parse_field(&field_str(rec, i))
                 .map_err(|e| format!("column \"Source Port\": {e}"))?,
@@ -848,29 +913,31 @@ fn parse_cic(
         ),
         None => None,
     };
-    let event_time = match opt_str(cols.timestamp) {
-        Some(ts) => {
-            let t = parse_timestamp_micros(&ts);
-            if t.is_none() {
-                *unparsed_timestamps += 1;
+    match transport {
+        Some(t) => set_string(out.transport.get_or_insert_with(String::new), t),
+        None => out.transport = None,
+    }
+    out.event_time = match cols.timestamp {
+        Some(i) => {
+            let ts = field_str(rec, i);
+            if ts.trim().is_empty() {
+                None
+            } else {
+                let t = parse_timestamp_micros(&ts);
+                if t.is_none() {
+                    *unparsed_timestamps += 1;
+                }
+                t
             }
-            t
         }
         None => None,
     };
-    Ok(FlowRecord {
-        flow_id: opt_str(cols.flow_id),
-        event_time,
-        src_ip: opt_str(cols.src_ip),
-        src_port,
-        dst_ip: opt_str(cols.dst_ip),
-        dst_port: Some(feats.destination_port),
-        transport,
-        source,
-        label: Some(label),
-        nsl_kdd: None,
-        cic: Some(feats),
-    })
+    set_opt(&mut out.flow_id, cols.flow_id);
+    set_opt(&mut out.src_ip, cols.src_ip);
+    set_opt(&mut out.dst_ip, cols.dst_ip);
+    out.source = source;
+    out.nsl_kdd = None;
+    Ok(())
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -1213,6 +1280,99 @@ mod tests {
         assert_eq!(r.event_time, Some(1_499_344_746_818_901));
         assert_eq!(data.records[1].transport.as_deref(), Some("tcp"));
         assert_eq!(data.labels.get("BENIGN"), Some(&1));
+    }
+
+    /// The producer streams with `read_into` into one reused record; it must
+    /// yield exactly what the allocating iterator yields, also across a
+    /// switch between NSL-KDD and CIC files and after a rejected row (whose
+    /// partial parse must not leak into the next row).
+    #[test]
+    fn read_into_one_reused_record_matches_the_iterator() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bad = NSL_ROW.replace("491", "abc");
+        let udp = NSL_ROW
+            .replace(",tcp,", ",UDP,")
+            .replace("normal,20", "smurf.,20");
+        write(
+            dir.path(),
+            "a_kdd.txt",
+            format!("{NSL_ROW}\n{bad}\n{udp}\n").as_bytes(),
+        );
+        let mut header = vec![
+            "Flow ID",
+            "Source IP",
+            "Source Port",
+            "Destination IP",
+            "Protocol",
+            "Timestamp",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        header.extend(cic_header(0, false));
+        header.push("Label".to_string());
+        let row = |id: &str, proto: &str, label: &str| {
+            let mut r = vec![id, "10.0.0.1", "1234", "10.0.0.2", proto, "6/7/2017 8:59"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            r.extend(cic_values("3.0"));
+            r.push(label.to_string());
+            r.join(",")
+        };
+        write(
+            dir.path(),
+            "b_cic.csv",
+            format!(
+                "{}\n{}\n{}\n{}\n",
+                header.join(","),
+                row("f-1", "6", "DDoS"),
+                row("", "99", "BENIGN"),
+                row("f-3", "17", "")
+            )
+            .as_bytes(),
+        );
+        let expected: Vec<_> = open(dir.path()).expect("open").collect();
+        let mut reader = open(dir.path()).expect("open");
+        let mut rec = FlowRecord::default();
+        let mut got = Vec::new();
+        while let Some(res) = reader.read_into(&mut rec) {
+            got.push(res.map(|()| rec.clone()));
+        }
+        assert_eq!(got.len(), 6);
+        assert_eq!(got, expected);
+        let kinds: Vec<_> = got
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map(|r| (r.source, r.transport.clone(), r.flow_id.clone()))
+            })
+            .collect();
+        assert_eq!(
+            kinds[0],
+            Ok((SourceDataset::NslKdd, Some("tcp".into()), None))
+        );
+        assert!(kinds[1].is_err());
+        assert_eq!(
+            kinds[2],
+            Ok((SourceDataset::NslKdd, Some("udp".into()), None))
+        );
+        assert_eq!(
+            kinds[3],
+            Ok((
+                SourceDataset::CicIds2017,
+                Some("tcp".into()),
+                Some("f-1".into())
+            ))
+        );
+        assert_eq!(kinds[4], Ok((SourceDataset::CicIds2017, None, None)));
+        assert!(kinds[5].is_err(), "empty label");
+        let smurf = got[2].as_ref().expect("row 3");
+        assert_eq!(smurf.label.as_deref(), Some("smurf"));
+        assert!(smurf.cic.is_none() && smurf.src_ip.is_none());
+        let cic = got[3].as_ref().expect("cic row");
+        assert!(cic.nsl_kdd.is_none());
+        assert_eq!(cic.src_port, Some(1234));
     }
 
     #[test]
