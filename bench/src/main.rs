@@ -107,6 +107,11 @@ struct Cli {
     /// `--kafka fetch.wait.max.ms=10` (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
+    /// Extra librdkafka property for the stage under test only (the
+    /// processor and the passthrough), applied after `--kafka`, e.g.
+    /// `--stage-kafka linger.ms=0` (repeatable).
+    #[arg(long = "stage-kafka", value_name = "KEY=VALUE")]
+    stage_kafka: Vec<String>,
     /// Give up on one measurement after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
@@ -122,6 +127,18 @@ struct Cli {
     /// Producer mode: ids_producer::run against a raw produce.
     #[arg(long)]
     producer: bool,
+}
+
+impl Cli {
+    /// `--kafka` then `--stage-kafka`: the properties of the stage under test.
+    fn stage_kafka(&self) -> impl Iterator<Item = &String> {
+        self.kafka.iter().chain(&self.stage_kafka)
+    }
+
+    /// The same as `KEY=VALUE` pairs.
+    fn stage_kafka_pairs(&self) -> Result<Vec<(String, String)>> {
+        kafka_pairs(&self.stage_kafka().cloned().collect::<Vec<_>>())
+    }
 }
 
 fn workspace_root() -> PathBuf {
@@ -676,7 +693,7 @@ impl ProcessorChild {
         ])
         .arg("--model-path")
         .arg(model)
-        .args(cli.kafka.iter().flat_map(|kv| ["--kafka", kv.as_str()]))
+        .args(cli.stage_kafka().flat_map(|kv| ["--kafka", kv.as_str()]))
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
@@ -793,7 +810,7 @@ async fn throughput_mode(
                         let (bs, bt) =
                             (cli.batch_size, Duration::from_millis(cli.batch_timeout_ms));
                         let rf = cli.passthrough_rdkafka_flush;
-                        let extra = kafka_pairs(&cli.kafka)?;
+                        let extra = cli.stage_kafka_pairs()?;
                         thread::spawn(move || {
                             passthrough_loop(&b, &g, &i, &o, bs, bt, rf, &extra, &stop)
                         })
@@ -1088,8 +1105,8 @@ async fn latency_mode(
     }
     println!();
     println!(
-        "medians of {} run(s); rate {} flows/s, batch_size {}, batch_timeout_ms {}, --kafka {:?}",
-        cli.runs, cli.rate, cli.batch_size, cli.batch_timeout_ms, cli.kafka
+        "medians of {} run(s); rate {} flows/s, batch_size {}, batch_timeout_ms {}, --kafka {:?}, --stage-kafka {:?}",
+        cli.runs, cli.rate, cli.batch_size, cli.batch_timeout_ms, cli.kafka, cli.stage_kafka
     );
     println!("| scenario | p50 ms | p99 ms | p999 ms | p99 ratio to passthrough |");
     println!("|---|---|---|---|---|");
@@ -1143,7 +1160,7 @@ async fn latency_run(
                 stop.clone(),
             );
             let (bs, bt) = (cli.batch_size, Duration::from_millis(cli.batch_timeout_ms));
-            let (rf, extra) = (cli.passthrough_rdkafka_flush, extra.clone());
+            let (rf, extra) = (cli.passthrough_rdkafka_flush, cli.stage_kafka_pairs()?);
             let handle =
                 thread::spawn(move || passthrough_loop(&b, &g, &i, &o, bs, bt, rf, &extra, &st));
             LatencyStage::Passthrough { stop, handle }
