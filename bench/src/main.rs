@@ -341,7 +341,7 @@ fn send_retry(p: &Prod, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Resu
 /// Not `Producer::flush`: in rdkafka 0.39 it calls `BaseProducer::poll` in
 /// 100 ms slices and that `poll` always sleeps its whole timeout, so a flush
 /// with anything in flight costs at least 100 ms. Like the processor, this
-/// kicks librdkafka once (a zero-timeout flush sends what lingers), then
+/// makes librdkafka send what lingers (`ids_processor::send_lingering`), then
 /// serves delivery reports without blocking and sleeps 0.2 ms in between: a
 /// timed `poll` busy-loops through its last sub-millisecond.
 /// `--passthrough-rdkafka-flush` uses `Producer::flush` instead.
@@ -355,9 +355,8 @@ fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
             }
         }
     } else {
-        match p.flush(Duration::ZERO) {
-            Ok(()) | Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
-            Err(e) => bail!("flush: {e}"),
+        if p.in_flight_count() > 0 {
+            ids_processor::send_lingering(p);
         }
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {

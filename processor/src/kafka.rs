@@ -19,6 +19,37 @@ use crate::config::{Delivery, ProcessorConfig, EOS_MESSAGE_TIMEOUT_MS};
 use crate::metrics::Metrics;
 use crate::ProcessorError;
 
+/// How long [`send_lingering`] holds librdkafka's "flushing" flag.
+const FLUSH_HOLD_MS: i32 = 1;
+
+/// Makes librdkafka send the records that wait out `linger.ms` now, and
+/// returns after about a millisecond, with their delivery reports (if any
+/// came) still queued for `poll`.
+///
+/// Why not `Producer::flush(Duration::ZERO)`: rust-rdkafka 0.39 calls
+/// `rd_kafka_flush(rk, 0)`, which raises librdkafka's "flushing" flag (under
+/// which `linger.ms` counts as elapsed) and wakes the broker threads, but
+/// lowers the flag again before returning; a broker thread that wakes up
+/// after that finds the flag down and lingers anyway (librdkafka's own
+/// comment in `rd_kafka_flush` says so). Measured on the processor at 5,000
+/// flows/s with `linger.ms=2`: the acknowledgement wait was 2.7 ms median
+/// with the zero flush, against 1.35 ms with `linger.ms=0`. Holding the flag
+/// for 1 ms gives the broker threads the time to see it.
+///
+/// rust-rdkafka runs librdkafka with delivery reports as events; in that
+/// mode `rd_kafka_flush` only waits for the outstanding count to reach zero
+/// and never serves the report queue, and the count cannot reach zero before
+/// the reports are served. So this call neither loses reports nor returns
+/// early: it costs its whole millisecond.
+pub fn send_lingering<C: ProducerContext>(producer: &BaseProducer<C>) {
+    // SAFETY: `native_ptr` is the live librdkafka handle owned by `producer`,
+    // which outlives this call; `rd_kafka_flush` is thread-safe and only
+    // reads it.
+    unsafe {
+        rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), FLUSH_HOLD_MS);
+    }
+}
+
 /// Default librdkafka statistics interval: feeds the consumer-lag gauge.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
