@@ -340,11 +340,9 @@ fn send_retry(p: &Prod, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Resu
 ///
 /// Not `Producer::flush`: in rdkafka 0.39 it calls `BaseProducer::poll` in
 /// 100 ms slices and that `poll` always sleeps its whole timeout, so a flush
-/// with anything in flight costs at least 100 ms. Like the processor, this
-/// makes librdkafka send what lingers (`ids_processor::send_lingering`), then
-/// serves delivery reports without blocking and sleeps 0.2 ms in between: a
-/// timed `poll` busy-loops through its last sub-millisecond.
-/// `--passthrough-rdkafka-flush` uses `Producer::flush` instead.
+/// with anything in flight costs at least 100 ms. This waits as the
+/// processor does (`ids_processor::await_acknowledgements`: no linger, no
+/// busy loop). `--passthrough-rdkafka-flush` uses `Producer::flush` instead.
 fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
     if rdkafka_flush {
         loop {
@@ -355,23 +353,7 @@ fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
             }
         }
     } else {
-        if p.in_flight_count() > 0 {
-            ids_processor::send_lingering(p);
-        }
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            p.poll(Duration::ZERO);
-            if p.in_flight_count() == 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} records not acknowledged after 300 s",
-                    p.in_flight_count()
-                );
-            }
-            thread::sleep(Duration::from_micros(200));
-        }
+        ids_processor::await_acknowledgements(p);
     }
     let ctx = p.context();
     let failed = ctx.failed.swap(0, Ordering::Relaxed);

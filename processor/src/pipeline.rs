@@ -859,38 +859,6 @@ fn commit_list(topic: &str, parts: &[PartRange]) -> TopicPartitionList {
     tpl
 }
 
-/// How long [`await_acknowledgements`] sleeps between looks at the
-/// delivery reports.
-const ACK_POLL_INTERVAL: Duration = Duration::from_micros(200);
-
-/// Waits until every record handed to `producer` is acknowledged or failed.
-///
-/// Not `Producer::flush`: rust-rdkafka's flush polls in slices of up to
-/// 100 ms and only returns at the end of a slice, which put a floor of 100 ms
-/// under every batch (the processor then ran at ~0.09x a raw passthrough).
-/// Nor `poll` with a short timeout: rust-rdkafka 0.39 hands librdkafka the
-/// remaining time in whole milliseconds, so the last sub-millisecond of every
-/// timed poll is a busy loop, and a 1 ms poll is nothing but that loop (it
-/// took half a core at 5,000 flows/s and slowed the broker beside it).
-/// Instead: make librdkafka send what lingers ([`send_lingering`], 1 ms),
-/// then serve delivery reports without blocking and sleep briefly in between.
-/// It returns within ~0.2 ms of the last acknowledgement (1 ms at the
-/// earliest), and always terminates: librdkafka fails a record at the latest
-/// after `message.timeout.ms`.
-fn await_acknowledgements(producer: &Producer_) -> Result<(), BatchFailure> {
-    if producer.in_flight_count() == 0 {
-        return Ok(());
-    }
-    crate::kafka::send_lingering(producer);
-    loop {
-        producer.poll(Duration::ZERO);
-        if producer.in_flight_count() == 0 {
-            return Ok(());
-        }
-        std::thread::sleep(ACK_POLL_INTERVAL);
-    }
-}
-
 /// at_least_once: wait for every acknowledgement, then commit synchronously.
 fn finish_at_least_once(
     consumer: &Consumer_,
@@ -903,7 +871,7 @@ fn finish_at_least_once(
     // Wait for all acknowledgements (also after a send error: whatever was
     // queued must be resolved before the rewind, or it could be lost track of).
     // librdkafka fails each message at the latest after message.timeout.ms.
-    await_acknowledgements(producer)?;
+    crate::kafka::await_acknowledgements(producer);
     if let Some(e) = send_error {
         return Err(BatchFailure::Kafka(format!("send: {e}")));
     }
