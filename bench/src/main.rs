@@ -341,7 +341,7 @@ fn send_retry(p: &Prod, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Resu
 /// Not `Producer::flush`: in rdkafka 0.39 it calls `BaseProducer::poll` in
 /// 100 ms slices and that `poll` always sleeps its whole timeout, so a flush
 /// with anything in flight costs at least 100 ms. This waits as the
-/// processor does (`ids_processor::await_acknowledgements`: no linger, no
+/// processor does (`ids_runtime::acks::await_acknowledgements`: no linger, no
 /// busy loop). `--passthrough-rdkafka-flush` uses `Producer::flush` instead.
 fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
     if rdkafka_flush {
@@ -353,7 +353,7 @@ fn flush_with(p: &Prod, rdkafka_flush: bool) -> Result<()> {
             }
         }
     } else {
-        ids_processor::await_acknowledgements(p);
+        ids_runtime::acks::await_acknowledgements(p);
     }
     let ctx = p.context();
     let failed = ctx.failed.swap(0, Ordering::Relaxed);
@@ -508,6 +508,29 @@ fn wait_output(
         alive()?;
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Starts [`passthrough_loop`] on its own thread with the stage settings of
+/// `cli`; it runs until the returned flag is set.
+fn spawn_passthrough(
+    cli: &Cli,
+    brokers: &str,
+    group: &str,
+    input: &str,
+    output: &str,
+) -> Result<(Arc<AtomicBool>, thread::JoinHandle<Result<()>>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (b, g, i, o, st) = (
+        brokers.to_string(),
+        group.to_string(),
+        input.to_string(),
+        output.to_string(),
+        stop.clone(),
+    );
+    let (bs, bt) = (cli.batch_size, Duration::from_millis(cli.batch_timeout_ms));
+    let (rf, extra) = (cli.passthrough_rdkafka_flush, cli.stage_kafka_pairs()?);
+    let handle = thread::spawn(move || passthrough_loop(&b, &g, &i, &o, bs, bt, rf, &extra, &st));
+    Ok((stop, handle))
 }
 
 /// The passthrough member: the processor's batch loop with the model and
@@ -779,23 +802,7 @@ async fn throughput_mode(
             let started = Instant::now();
             let sample = match scenario.as_str() {
                 "passthrough" => {
-                    let stop = Arc::new(AtomicBool::new(false));
-                    let h = {
-                        let (b, g, i, o, stop) = (
-                            brokers.to_string(),
-                            group.clone(),
-                            input.clone(),
-                            output.clone(),
-                            stop.clone(),
-                        );
-                        let (bs, bt) =
-                            (cli.batch_size, Duration::from_millis(cli.batch_timeout_ms));
-                        let rf = cli.passthrough_rdkafka_flush;
-                        let extra = cli.stage_kafka_pairs()?;
-                        thread::spawn(move || {
-                            passthrough_loop(&b, &g, &i, &o, bs, bt, rf, &extra, &stop)
-                        })
-                    };
+                    let (stop, h) = spawn_passthrough(cli, brokers, &group, &input, &output)?;
                     let r = tokio::task::block_in_place(|| {
                         wait_output(&mut counter, &output, n as i64, started, timeout, || {
                             if h.is_finished() {
@@ -1132,18 +1139,7 @@ async fn latency_run(
     let extra = kafka_pairs(&cli.kafka)?;
     let mut stage = match scenario {
         "passthrough" => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (b, g, i, o, st) = (
-                brokers.to_string(),
-                group.clone(),
-                input.clone(),
-                output.clone(),
-                stop.clone(),
-            );
-            let (bs, bt) = (cli.batch_size, Duration::from_millis(cli.batch_timeout_ms));
-            let (rf, extra) = (cli.passthrough_rdkafka_flush, cli.stage_kafka_pairs()?);
-            let handle =
-                thread::spawn(move || passthrough_loop(&b, &g, &i, &o, bs, bt, rf, &extra, &st));
+            let (stop, handle) = spawn_passthrough(cli, brokers, &group, &input, &output)?;
             LatencyStage::Passthrough { stop, handle }
         }
         _ => LatencyStage::Processor(ProcessorChild::spawn(

@@ -35,7 +35,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use config::{AlertFormatOption, AssignmentStrategy, Delivery, InvalidConfig, ProcessorConfig};
-pub use kafka::{await_acknowledgements, send_lingering};
 
 /// Why the processor stopped with an error.
 #[derive(Debug, thiserror::Error)]

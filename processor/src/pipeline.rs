@@ -788,11 +788,11 @@ fn process_batch(
 
     // Acknowledge and commit.
     let processed_at = Instant::now();
-    let tpl = commit_list(&cfg.flows_topic, &st.parts);
     let outcome = if eos {
+        let tpl = commit_list(&cfg.flows_topic, &st.parts);
         finish_transaction(consumer, producer, send_error, &tpl)
     } else {
-        finish_at_least_once(consumer, producer, send_error, &tpl, &st.parts, metrics)
+        finish_at_least_once(consumer, producer, send_error, &st.parts, metrics)
     };
     consumer.context().txn.open.store(false, Ordering::Release);
     if let Err(f) = outcome {
@@ -864,14 +864,13 @@ fn finish_at_least_once(
     consumer: &Consumer_,
     producer: &Producer_,
     send_error: Option<KafkaError>,
-    tpl: &TopicPartitionList,
     parts: &[PartRange],
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), BatchFailure> {
     // Wait for all acknowledgements (also after a send error: whatever was
     // queued must be resolved before the rewind, or it could be lost track of).
     // librdkafka fails each message at the latest after message.timeout.ms.
-    crate::kafka::await_acknowledgements(producer);
+    ids_runtime::acks::await_acknowledgements(producer);
     if let Some(e) = send_error {
         return Err(BatchFailure::Kafka(format!("send: {e}")));
     }
@@ -883,7 +882,6 @@ fn finish_at_least_once(
             pctx.first_error().unwrap_or_default()
         )));
     }
-    let _ = tpl;
     let ctx = consumer.context();
     for p in parts {
         ctx.add_pending(p.partition, p.last + 1);

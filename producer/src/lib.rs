@@ -493,9 +493,10 @@ fn run_blocking(
     // Not `flush(timeout)` in the loop: rust-rdkafka's flush waits in slices of
     // up to 100 ms, which added up to 100 ms to every run. Nor a timed `poll`,
     // which busy-loops through its last sub-millisecond in rust-rdkafka 0.39.
-    // A zero-timeout flush sends what lingers; then delivery reports are
-    // served without blocking, with a 1 ms sleep in between.
-    let _ = producer.flush(Duration::ZERO);
+    // `send_lingering` sends what waits out linger.ms now (a zero-timeout
+    // flush usually does not; see its docs); then delivery reports are served
+    // without blocking, with a 1 ms sleep in between.
+    ids_runtime::acks::send_lingering(&producer);
     let mut grace_deadline: Option<Instant> = None;
     loop {
         producer.poll(Duration::ZERO);

@@ -29,8 +29,9 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// Writes the next record to send into `out`, reusing its buffers;
-    /// `false` at the end (never, when looping with data).
+    /// Writes the next record to send into `out` (a dataset streamed from
+    /// disk reuses `out`'s buffers); `false` at the end (never, when looping
+    /// with data).
     pub(crate) fn next_into(&mut self, out: &mut FlowRecord) -> Result<bool, ProducerError> {
         match self {
             Source::Stream(s) => s.next_into(out),

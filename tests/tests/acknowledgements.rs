@@ -38,11 +38,11 @@ async fn acknowledgement_wait_does_not_wait_out_linger() -> anyhow::Result<()> {
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
         // The first batch also waits for the connection and the producer id.
         send(&p, "acks", 10)?;
-        ids_processor::await_acknowledgements(&p);
+        ids_runtime::acks::await_acknowledgements(&p);
         for round in 0..3 {
             send(&p, "acks", 50)?;
             let t0 = Instant::now();
-            ids_processor::await_acknowledgements(&p);
+            ids_runtime::acks::await_acknowledgements(&p);
             let took = t0.elapsed();
             assert_eq!(p.in_flight_count(), 0);
             assert!(
